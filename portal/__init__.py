@@ -1,0 +1,77 @@
+"""The hotspot voucher portal. ``create_app`` is the only way in; importing does nothing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from .config import load_settings
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """settings → extensions → blueprints → error handlers → CLI → background workers."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.config.update(load_settings(app.instance_path, overrides))
+    _configure_logging(app)
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    _start_background_work(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _init_extensions(app: Flask) -> None:
+    from . import database
+    from .extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    database.install_sqlite_pragmas(app)
+    migrate.init_app(app, db, directory="portal/migrations")
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    from . import accounts  # noqa: F401  (registers the user loader)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .captive import bp as captive_bp
+    from .dashboard import bp as dashboard_bp
+    from .extensions import csrf
+    from .health import bp as health_bp
+    from .webhooks import bp as webhooks_bp
+
+    csrf.exempt(webhooks_bp)  # Daraja cannot send a CSRF token; the secret path authenticates it
+    app.register_blueprint(captive_bp)
+    app.register_blueprint(webhooks_bp)
+    app.register_blueprint(dashboard_bp)
+    app.register_blueprint(health_bp)
+    from . import errors, security
+
+    errors.register(app)
+    security.install(app)
+
+
+def _register_cli(app: Flask) -> None:
+    from .cli import register_commands
+
+    register_commands(app)
+
+
+def _start_background_work(app: Flask) -> None:
+    # The activation worker wakes on each recorded payment; the scheduler runs the periodic jobs.
+    # Both start only when asked (inline web process, or `flask worker`), never in tests by default.
+    if app.config["PORTAL_SCHEDULER"] == "inline":
+        from .jobs import start_background
+
+        start_background(app)

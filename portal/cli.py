@@ -1,0 +1,213 @@
+"""flask commands: the same services the views call."""
+
+from __future__ import annotations
+
+import re
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from . import accounts
+from .extensions import db
+from .models import Paybill, Plan, User
+
+
+def parse_duration(text: str) -> int:
+    """'1h', '30m', '1d', '2h30m' or plain seconds → seconds."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    parts = re.findall(r"(\d+)\s*([wdhms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise click.BadParameter("use forms like 30m, 1h, 1d, 1h30m or a number of seconds")
+    scale = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * scale[u] for n, u in parts)
+
+
+def parse_bytes(text: str) -> int:
+    """'500MB', '1GB', '1.5GB' or plain bytes → bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(kb|mb|gb|b)?\s*", text.lower())
+    if not match:
+        raise click.BadParameter("use forms like 500MB, 1GB or a number of bytes")
+    scale = {None: 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+    return int(float(match.group(1)) * scale[match.group(2)])
+
+
+def _owner(email: str) -> User:
+    user = accounts.find_owner(email)
+    if user is None:
+        raise click.BadParameter(f"no owner with email {email}; create one with `flask owner create`")
+    return user
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(owner)
+    app.cli.add_command(router)
+    app.cli.add_command(paybill)
+    app.cli.add_command(plan)
+    app.cli.add_command(tokens)
+    app.cli.add_command(c2b)
+    app.cli.add_command(worker)
+    app.cli.add_command(keys)
+
+
+@click.group(help="Owner accounts.")
+def owner() -> None:
+    pass
+
+
+@owner.command("create", help="Create an owner who signs in to the dashboard with this email and password.")
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="At least 10 characters.")
+@click.option("--admin", is_flag=True, help="An admin sees every owner's data.")
+def owner_create(email: str, password: str, admin: bool) -> None:
+    try:
+        user = accounts.create_owner(email, password, admin=admin)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"created {'admin' if admin else 'owner'} {user.email}")
+
+
+@click.group(help="MikroTik routers.")
+def router() -> None:
+    pass
+
+
+@router.command("add", help="Add a MikroTik router reachable over the RouterOS API. Prints its slug last.")
+@click.option("--owner", "owner_email", required=True, help="Owner's email.")
+@click.option("--name", required=True, help="A name customers see, e.g. 'Mama Njeri Cafe'.")
+@click.option("--host", required=True, help="Router address the portal can reach (public IP, VPN IP, DNS name).")
+@click.option("--port", default=8728, show_default=True, type=click.IntRange(1, 65535), help="8728 (api) or 8729 (api-ssl).")
+@click.option("--username", required=True, help="RouterOS API user (policy api,read,write).")
+@click.option("--password", required=True, help="Stored encrypted.")
+@click.option("--tls", is_flag=True, help="Use api-ssl.")
+@click.option("--hotspot-server", default=None, help="Hotspot server name on the router (default: all).")
+def router_add(owner_email: str, name: str, host: str, port: int, username: str, password: str, tls: bool, hotspot_server: str | None) -> None:
+    from .routers import create_router
+
+    new = create_router(
+        owner=_owner(owner_email), name=name, host=host, port=port, username=username, password=password,
+        use_tls=tls, hotspot_server=hotspot_server,
+    )
+    db.session.commit()
+    click.echo(f"router added; portal URL /r/{new.slug} ; slug {new.slug}")
+
+
+@click.group(help="M-Pesa paybills and tills.")
+def paybill() -> None:
+    pass
+
+
+@paybill.command("add", help="Add a paybill or till with its Daraja app credentials (stored encrypted).")
+@click.option("--owner", "owner_email", default=None, help="Owner's email; leave out for the platform's own paybill (the fallback).")
+@click.option("--type", "kind", type=click.Choice(["paybill", "till"]), required=True)
+@click.option("--shortcode", required=True, help="Paybill number, or till number for a till.")
+@click.option("--store", default=None, help="Till only: the HO/store number Daraja uses as BusinessShortCode.")
+@click.option("--consumer-key", required=True)
+@click.option("--consumer-secret", required=True)
+@click.option("--passkey", required=True, help="M-Pesa Express passkey.")
+@click.option("--environment", type=click.Choice(["sandbox", "production"]), default="sandbox", show_default=True)
+@click.option("--name", default="")
+def paybill_add(owner_email, kind, shortcode, store, consumer_key, consumer_secret, passkey, environment, name) -> None:  # type: ignore[no-untyped-def]
+    from .paybills import create_paybill, webhook_urls
+
+    if kind == "till" and not store:
+        raise click.BadParameter("a till needs --store (the HO/store number)", param_hint="--store")
+    user = _owner(owner_email) if owner_email else None
+    new = create_paybill(
+        owner=user, number=shortcode, kind=kind, consumer_key=consumer_key, consumer_secret=consumer_secret,
+        passkey=passkey, environment=environment, store_number=store, name=name,
+    )
+    db.session.flush()
+    if user is not None and user.default_paybill_id is None:
+        user.default_paybill_id = new.id
+    db.session.commit()
+    click.echo(f"{kind} {shortcode} added (id {new.id}); STK callback URL: {webhook_urls(new)['stk']}")
+
+
+@click.group(help="Wi-Fi packages.")
+def plan() -> None:
+    pass
+
+
+@plan.command("add", help="Add a package sold on the owner's routers.")
+@click.option("--owner", "owner_email", required=True)
+@click.option("--name", required=True, help="e.g. '1 Hour'")
+@click.option("--price", required=True, type=click.IntRange(1, 250000), help="Whole shillings.")
+@click.option("--duration", required=True, help="30m, 1h, 1d, 7d …")
+@click.option("--data-limit", default=None, help="e.g. 500MB, 1GB (total, up + down).")
+@click.option("--rate-limit", default=None, help="RouterOS rx/tx from the router's view, e.g. 2M/5M (5M download).")
+@click.option("--validity", type=click.Choice(["wall_clock", "connected_time"]), default="wall_clock", show_default=True)
+def plan_add(owner_email, name, price, duration, data_limit, rate_limit, validity) -> None:  # type: ignore[no-untyped-def]
+    new = Plan(
+        owner_id=_owner(owner_email).id, name=name, price=price, duration_s=parse_duration(duration),
+        data_limit_bytes=parse_bytes(data_limit) if data_limit else None, rate_limit=rate_limit,
+        validity_mode=validity,
+    )
+    db.session.add(new)
+    db.session.commit()
+    click.echo(f"plan {new.name} – KES {new.price} added (id {new.id})")
+
+
+@click.group(help="Daraja access tokens.")
+def tokens() -> None:
+    pass
+
+
+@tokens.command("refresh", help="Refresh every active paybill's token that expires within 10 minutes.")
+@click.option("--force", is_flag=True, help="Refresh even tokens that are still valid.")
+def tokens_refresh(force: bool) -> None:
+    from .tokens import refresh_due_tokens
+
+    results = refresh_due_tokens(force=force)
+    for result in results:
+        click.echo(result.line())
+    if not results:
+        click.echo("no active paybills")
+    if any(r.outcome == "failed" for r in results):
+        raise SystemExit(1)
+
+
+@click.group(help="C2B (paybill/till) payment notifications.")
+def c2b() -> None:
+    pass
+
+
+@c2b.command("register", help="Register this portal's confirmation and validation URLs for a shortcode.")
+@click.option("--shortcode", required=True)
+def c2b_register(shortcode: str) -> None:
+    from .mpesa.errors import DarajaError
+    from .paybills import register_c2b_urls
+
+    found = db.session.scalars(sa.select(Paybill).where(Paybill.number == shortcode)).first()
+    if found is None:
+        raise click.ClickException(f"no paybill or till {shortcode}")
+    try:
+        register_c2b_urls(found)
+    except DarajaError as exc:
+        raise click.ClickException(f"Daraja refused: {exc}") from exc
+    click.echo(f"registered C2B URLs for {shortcode}")
+
+
+@click.command(help="Run the scheduled jobs and the activation worker in the foreground.")
+def worker() -> None:
+    from flask import current_app
+
+    from .jobs import run_worker_forever
+
+    run_worker_forever(current_app._get_current_object())
+
+
+@click.group(help="Encryption keys.")
+def keys() -> None:
+    pass
+
+
+@keys.command("rotate", help="Re-encrypt every secret under the newest key in PORTAL_ENCRYPTION_KEYS.")
+def keys_rotate() -> None:
+    from .key_rotation import rotate_all_secrets
+
+    count = rotate_all_secrets()
+    click.echo(f"re-encrypted {count} secrets under the newest key")

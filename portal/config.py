@@ -1,0 +1,148 @@
+"""Settings from the environment: safe when absent, loud when wrong.
+
+Every variable is read here, once. The rest of the code reads ``current_app.config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from cryptography.fernet import Fernet
+
+SANDBOX_DARAJA_URL = "https://sandbox.safaricom.co.ke"
+PRODUCTION_DARAJA_URL = "https://api.safaricom.co.ke"
+DEV_SECRETS_FILE = "dev-secrets.json"
+
+
+class ConfigError(RuntimeError):
+    """The environment cannot run the portal; the message names what to set."""
+
+
+def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Build the app's settings: environment first, then ``overrides`` (tests), then checks."""
+    env = os.environ
+    settings: dict[str, Any] = {
+        "PORTAL_ENV": env.get("PORTAL_ENV", "development"),
+        "DATABASE_URL": env.get("DATABASE_URL") or "",
+        "SECRET_KEY": env.get("SECRET_KEY") or "",
+        "PORTAL_ENCRYPTION_KEYS": env.get("PORTAL_ENCRYPTION_KEYS") or "",
+        "PORTAL_BASE_URL": (env.get("PORTAL_BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),
+        "DARAJA_BASE_URL": (env.get("DARAJA_BASE_URL") or "").rstrip("/"),
+        "PORTAL_SCHEDULER": env.get("PORTAL_SCHEDULER", "off"),
+        "PORTAL_STK_EXPIRY_S": _int(env, "PORTAL_STK_EXPIRY_S", 300),
+        # Where a callback's source address may come from; empty = allow any (the path token still guards).
+        "PORTAL_CALLBACK_ALLOWED_IPS": env.get("PORTAL_CALLBACK_ALLOWED_IPS", ""),
+        "PORTAL_TRUSTED_PROXIES": _int(env, "PORTAL_TRUSTED_PROXIES", 0),
+        "PORTAL_ACTIVATION_LEASE_S": _int(env, "PORTAL_ACTIVATION_LEASE_S", 120),
+        "PORTAL_ACTIVATION_THREADS": _int(env, "PORTAL_ACTIVATION_THREADS", 8),
+        "PORTAL_ROUTER_CONNECT_TIMEOUT_S": _float(env, "PORTAL_ROUTER_CONNECT_TIMEOUT_S", 5.0),
+        "PORTAL_ROUTER_COMMAND_TIMEOUT_S": _float(env, "PORTAL_ROUTER_COMMAND_TIMEOUT_S", 10.0),
+        "PORTAL_DARAJA_TIMEOUT_S": _float(env, "PORTAL_DARAJA_TIMEOUT_S", 10.0),
+        "PORTAL_RECONCILE_AFTER_S": _int(env, "PORTAL_RECONCILE_AFTER_S", 30),
+        # Run every scheduled job this often instead of its own interval (tests and demos).
+        "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),
+        "TESTING": False,
+    }
+    settings.update(overrides or {})
+    settings["IS_PRODUCTION"] = settings["PORTAL_ENV"] == "production"
+    if settings["IS_PRODUCTION"]:
+        _check_production(settings)
+    else:
+        _fill_development_defaults(settings, instance_path)
+    settings["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(settings["DATABASE_URL"])
+    settings["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(settings["SQLALCHEMY_DATABASE_URI"])
+    settings["ENCRYPTION_KEYS"] = _parse_keys(settings["PORTAL_ENCRYPTION_KEYS"])
+    settings["MAX_CONTENT_LENGTH"] = 64 * 1024
+    settings["SESSION_COOKIE_HTTPONLY"] = True
+    settings["SESSION_COOKIE_SAMESITE"] = "Lax"
+    settings["SESSION_COOKIE_SECURE"] = settings["IS_PRODUCTION"]
+    settings["WTF_CSRF_TIME_LIMIT"] = None  # a captive customer may sit on the plans page for long
+    return settings
+
+
+def _check_production(settings: dict[str, Any]) -> None:
+    if not settings["SECRET_KEY"]:
+        raise ConfigError("SECRET_KEY is not set; production will not run on a generated development key")
+    if not settings["PORTAL_ENCRYPTION_KEYS"]:
+        raise ConfigError(
+            "PORTAL_ENCRYPTION_KEYS is not set; generate one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+        )
+    if not settings["PORTAL_BASE_URL"].startswith("https://"):
+        raise ConfigError("PORTAL_BASE_URL must be an https:// URL in production (Daraja posts callbacks to it)")
+    if not settings["DATABASE_URL"] or settings["DATABASE_URL"].startswith("sqlite"):
+        raise ConfigError("DATABASE_URL must point at a real database (PostgreSQL) in production")
+
+
+def _fill_development_defaults(settings: dict[str, Any], instance_path: str) -> None:
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = "sqlite:///" + str(Path(instance_path) / "portal.db")
+    if settings["SECRET_KEY"] and settings["PORTAL_ENCRYPTION_KEYS"]:
+        return
+    generated = _development_secrets(instance_path)
+    settings["SECRET_KEY"] = settings["SECRET_KEY"] or generated["SECRET_KEY"]
+    settings["PORTAL_ENCRYPTION_KEYS"] = settings["PORTAL_ENCRYPTION_KEYS"] or generated["PORTAL_ENCRYPTION_KEYS"]
+
+
+def _development_secrets(instance_path: str) -> dict[str, str]:
+    """Generated once and kept in the instance folder, so restarts keep sessions and can decrypt."""
+    path = Path(instance_path) / DEV_SECRETS_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = {"SECRET_KEY": secrets.token_urlsafe(48), "PORTAL_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+def _parse_keys(raw: str) -> list[bytes]:
+    keys = [k.strip().encode() for k in raw.split(",") if k.strip()]
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError as exc:
+            raise ConfigError("PORTAL_ENCRYPTION_KEYS holds a value that is not a Fernet key") from exc
+    if not keys:
+        raise ConfigError("PORTAL_ENCRYPTION_KEYS is empty")
+    return keys
+
+
+def _normalise_database_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgres URLs would ask SQLAlchemy for psycopg2.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several threads (web, activation worker, scheduler) share one file; wait for the lock
+        # rather than fail, and allow the connection pool to hand connections across threads.
+        return {"connect_args": {"timeout": 15, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc

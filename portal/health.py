@@ -1,0 +1,43 @@
+"""GET /healthz: database reachability, scheduler runs, backlog counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify
+
+from .extensions import db
+from .models import Activation, JobRun, StkInitiation, utcnow
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():  # type: ignore[no-untyped-def]
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # the one place a broad catch is the point
+        db.session.rollback()
+        return jsonify({"database": "unreachable", "error": type(exc).__name__}), 503
+    stuck_after = utcnow() - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
+    body = {
+        "database": "ok",
+        "pending_activations": db.session.scalar(
+            sa.select(sa.func.count()).select_from(Activation).where(Activation.status.in_(("pending", "failed", "running")))
+        ),
+        "stuck_initiations": db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(StkInitiation)
+            .where(StkInitiation.status == "initiated", StkInitiation.created_at < stuck_after)
+        ),
+        "jobs": {
+            run.name: {
+                "last_finished_at": run.last_finished_at.isoformat() if run.last_finished_at else None,
+                "last_status": run.last_status,
+                "last_error": run.last_error,
+            }
+            for run in db.session.scalars(sa.select(JobRun))
+        },
+    }
+    return jsonify(body)

@@ -1,0 +1,429 @@
+"""Typed models. Money is whole shillings (int); times are UTC-aware; statuses come from fixed sets.
+
+Uniqueness that protects money (receipt, CheckoutRequestID, voucher code, one activation per
+voucher) is a table constraint, never a check-then-insert in code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .crypto import decrypt_secret, encrypt_secret
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Stores UTC; always hands back aware UTC datetimes (SQLite forgets the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _status_check(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
+    allowed = ", ".join(f"'{v}'" for v in values)
+    return sa.CheckConstraint(f"{column} IN ({allowed})", name=name)
+
+
+class EncryptedField:
+    """Descriptor: ``paybill.consumer_secret = "x"`` stores ciphertext in ``consumer_secret_encrypted``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.column = f"{name}_encrypted"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        token = getattr(obj, self.column)
+        return None if token is None else decrypt_secret(token)
+
+    def __set__(self, obj: Any, value: str | None) -> None:
+        setattr(obj, self.column, None if value is None else encrypt_secret(value))
+
+
+USER_ROLES = ("owner", "admin")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (_status_check("role", USER_ROLES, "user_role_valid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16), default="owner")
+    default_paybill_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("paybills.id", use_alter=True, name="fk_users_default_paybill")
+    )
+    # Bumped on password change so every other session of this user stops working.
+    session_version: Mapped[int] = mapped_column(default=1)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+
+PAYBILL_TYPES = ("paybill", "till")
+ENVIRONMENTS = ("sandbox", "production")
+ACTIVE_STATES = ("active", "inactive")
+
+
+class Paybill(db.Model):
+    __tablename__ = "paybills"
+    __table_args__ = (
+        _status_check("type", PAYBILL_TYPES, "paybill_type_valid"),
+        _status_check("environment", ENVIRONMENTS, "paybill_environment_valid"),
+        _status_check("status", ACTIVE_STATES, "paybill_status_valid"),
+        sa.CheckConstraint("type = 'paybill' OR store_number IS NOT NULL", name="till_has_store_number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)  # null = platform's own
+    number: Mapped[str] = mapped_column(sa.String(12), index=True)  # paybill number, or till number
+    name: Mapped[str] = mapped_column(sa.String(120), default="")
+    type: Mapped[str] = mapped_column(sa.String(8), default="paybill")
+    store_number: Mapped[str | None] = mapped_column(sa.String(12))  # till only: HO/store = BusinessShortCode
+    environment: Mapped[str] = mapped_column(sa.String(12), default="sandbox")
+    consumer_key_encrypted: Mapped[str] = mapped_column(sa.Text)
+    consumer_secret_encrypted: Mapped[str] = mapped_column(sa.Text)
+    passkey_encrypted: Mapped[str] = mapped_column(sa.Text)
+    access_token_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_token_refresh: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_token_error: Mapped[str | None] = mapped_column(sa.String(500))
+    last_token_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The webhook path token is a secret: only its hash is searchable, the value is kept encrypted
+    # so the portal can rebuild the URLs it gives Daraja.
+    webhook_token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    webhook_token_encrypted: Mapped[str] = mapped_column(sa.Text)
+    previous_webhook_token_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    previous_webhook_token_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    c2b_registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(sa.String(8), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    consumer_key = EncryptedField()
+    consumer_secret = EncryptedField()
+    passkey = EncryptedField()
+    access_token = EncryptedField()
+    webhook_token = EncryptedField()
+
+    @property
+    def business_shortcode(self) -> str:
+        return self.store_number if self.type == "till" and self.store_number else self.number
+
+
+ROUTER_STATES = ("active", "disabled")
+
+
+class Router(db.Model):
+    __tablename__ = "routers"
+    __table_args__ = (_status_check("status", ROUTER_STATES, "router_status_valid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    slug: Mapped[str] = mapped_column(sa.String(64), unique=True)  # public, in /r/<slug>
+    host: Mapped[str] = mapped_column(sa.String(255))
+    port: Mapped[int] = mapped_column(default=8728)
+    use_tls: Mapped[bool] = mapped_column(default=False)
+    api_username: Mapped[str] = mapped_column(sa.String(64))
+    api_password_encrypted: Mapped[str] = mapped_column(sa.Text)
+    hotspot_server: Mapped[str | None] = mapped_column(sa.String(64))
+    paybill_id: Mapped[int | None] = mapped_column(sa.ForeignKey("paybills.id"))
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    # Set when the router refuses our API login, so the owner sees it is a credentials problem.
+    login_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(sa.String(10), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    api_password = EncryptedField()
+    owner: Mapped[User] = relationship()
+    paybill: Mapped[Paybill | None] = relationship()
+
+
+VALIDITY_MODES = ("wall_clock", "connected_time")
+
+router_plans = sa.Table(
+    "router_plans",
+    db.metadata,
+    sa.Column("router_id", sa.ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("plan_id", sa.ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Plan(db.Model):
+    __tablename__ = "plans"
+    __table_args__ = (
+        sa.CheckConstraint("price > 0", name="plan_price_positive"),
+        sa.CheckConstraint("duration_s > 0", name="plan_duration_positive"),
+        _status_check("validity_mode", VALIDITY_MODES, "plan_validity_mode_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(80))
+    price: Mapped[int]  # KES, whole shillings
+    duration_s: Mapped[int]
+    data_limit_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    rate_limit: Mapped[str | None] = mapped_column(sa.String(64))  # RouterOS rx/tx, e.g. "2M/5M"
+    validity_mode: Mapped[str] = mapped_column(sa.String(16), default="wall_clock")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    sort_order: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    # Empty means "sold on every router of the owner".
+    routers: Mapped[list[Router]] = relationship(secondary=router_plans)
+
+    @property
+    def profile_name(self) -> str:
+        """Hotspot user profile on the router; stable per plan so edits update it in place."""
+        return f"portal-plan-{self.id}"
+
+
+VOUCHER_STATES = ("pending_payment", "paid", "active", "expired", "cancelled")
+
+
+class Voucher(db.Model):
+    __tablename__ = "vouchers"
+    __table_args__ = (
+        _status_check("status", VOUCHER_STATES, "voucher_status_valid"),
+        sa.Index("ix_vouchers_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # STK AccountReference and C2B BillRefNumber: at most 12 characters, unambiguous uppercase.
+    code: Mapped[str] = mapped_column(sa.String(12), unique=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    plan_id: Mapped[int] = mapped_column(sa.ForeignKey("plans.id"))
+    router_id: Mapped[int] = mapped_column(sa.ForeignKey("routers.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending_payment")
+    phone: Mapped[str | None] = mapped_column(sa.String(12), index=True)
+    device_mac: Mapped[str | None] = mapped_column(sa.String(17))
+    device_ip: Mapped[str | None] = mapped_column(sa.String(45))
+    source: Mapped[str] = mapped_column(sa.String(10), default="purchase")  # purchase | batch
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    plan: Mapped[Plan] = relationship()
+    router: Mapped[Router] = relationship()
+
+
+PAYMENT_STATES = ("pending", "paid", "failed", "underpaid", "unmatched", "expired")
+PAYMENT_SOURCES = ("stk", "c2b", "query", "manual")
+
+
+class Payment(db.Model):
+    """One purchase's money. Created pending at purchase; the receipt arrives with the payment."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        _status_check("status", PAYMENT_STATES, "payment_status_valid"),
+        _status_check("source", PAYMENT_SOURCES, "payment_source_valid"),
+        sa.CheckConstraint("amount_expected >= 0", name="payment_expected_not_negative"),
+        sa.CheckConstraint("amount IS NULL OR amount >= 0", name="payment_amount_not_negative"),
+        # Dashboard lists page by (created_at, id) per owner; keyset pagination needs this.
+        sa.Index("ix_payments_owner_created", "owner_id", "created_at", "id"),
+        sa.Index("ix_payments_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)  # the /p/<purchase-id>
+    # The buy form's one-time token: a double-submitted form finds this row instead of pushing again.
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    router_id: Mapped[int | None] = mapped_column(sa.ForeignKey("routers.id"), index=True)
+    paybill_id: Mapped[int | None] = mapped_column(sa.ForeignKey("paybills.id"))
+    voucher_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vouchers.id"), index=True)
+    amount_expected: Mapped[int] = mapped_column(default=0)
+    amount: Mapped[int | None]  # what M-Pesa says was paid
+    phone: Mapped[str | None] = mapped_column(sa.String(12), index=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    provider: Mapped[str] = mapped_column(sa.String(8), default="mpesa")
+    receipt: Mapped[str | None] = mapped_column(sa.String(20), unique=True)  # MpesaReceiptNumber == C2B TransID
+    source: Mapped[str] = mapped_column(sa.String(8), default="stk")
+    result_code: Mapped[str | None] = mapped_column(sa.String(32))
+    note: Mapped[str | None] = mapped_column(sa.String(300))  # why it needs the owner, for problems
+    bill_ref: Mapped[str | None] = mapped_column(sa.String(40))  # C2B account number as typed
+    hotspot_json: Mapped[str | None] = mapped_column(sa.Text)  # router login variables kept for the wait page
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    voucher: Mapped[Voucher | None] = relationship()
+    router: Mapped[Router | None] = relationship()
+    paybill: Mapped[Paybill | None] = relationship()
+
+
+INITIATION_STATES = ("initiated", "completed", "failed", "expired")
+
+
+class StkInitiation(db.Model):
+    __tablename__ = "stk_initiations"
+    __table_args__ = (
+        _status_check("status", INITIATION_STATES, "initiation_status_valid"),
+        sa.CheckConstraint("amount > 0", name="initiation_amount_positive"),
+        sa.Index("ix_initiations_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkout_request_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    merchant_request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    account_reference: Mapped[str] = mapped_column(sa.String(12), index=True)  # the voucher code
+    phone_number: Mapped[str] = mapped_column(sa.String(12))  # normalised 2547…/2541…
+    amount: Mapped[int]
+    paybill_number: Mapped[str] = mapped_column(sa.String(12))  # BusinessShortCode the push used
+    paybill_id: Mapped[int | None] = mapped_column(sa.ForeignKey("paybills.id"), index=True)
+    router_id: Mapped[int | None] = mapped_column(sa.ForeignKey("routers.id"))
+    voucher_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vouchers.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("payments.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default="initiated")
+    # True when the push timed out after sending: Daraja may have taken it; never re-send blindly.
+    outcome_unknown: Mapped[bool] = mapped_column(default=False)
+    result_code: Mapped[str | None] = mapped_column(sa.String(32))
+    result_desc: Mapped[str | None] = mapped_column(sa.String(300))
+    customer_message: Mapped[str | None] = mapped_column(sa.String(300))
+    query_count: Mapped[int] = mapped_column(default=0)
+    last_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    payment: Mapped[Payment | None] = relationship()
+    voucher: Mapped[Voucher | None] = relationship()
+    paybill: Mapped[Paybill | None] = relationship()
+
+
+WEBHOOK_STATES = ("received", "processed", "failed", "ignored", "rejected")
+WEBHOOK_KINDS = ("stk_callback", "c2b_validation", "c2b_confirmation")
+
+
+class WebhookLog(db.Model):
+    """Every inbound webhook, stored raw before anything else happens to it."""
+
+    __tablename__ = "webhook_logs"
+    __table_args__ = (
+        _status_check("status", WEBHOOK_STATES, "webhook_status_valid"),
+        sa.Index("ix_webhook_logs_status_received", "status", "received_at"),
+        sa.Index("ix_webhook_logs_received", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(16), default="daraja")
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    status: Mapped[str] = mapped_column(sa.String(10), default="received")
+    paybill_id: Mapped[int | None] = mapped_column(sa.ForeignKey("paybills.id"), index=True)
+    payload: Mapped[str] = mapped_column(sa.Text)  # raw body as received (decoded leniently)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(45))
+    checkout_request_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    trans_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    bill_ref_number: Mapped[str | None] = mapped_column(sa.String(40))
+    result_code: Mapped[str | None] = mapped_column(sa.String(32))
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    attempts: Mapped[int] = mapped_column(default=0)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+ACTIVATION_KINDS = ("activate", "remove")
+ACTIVATION_STATES = ("pending", "running", "done", "failed")
+
+
+class Activation(db.Model):
+    """Durable outbox of router work; written in the same transaction as the payment."""
+
+    __tablename__ = "activations"
+    __table_args__ = (
+        _status_check("kind", ACTIVATION_KINDS, "activation_kind_valid"),
+        _status_check("status", ACTIVATION_STATES, "activation_status_valid"),
+        # One activation per voucher, enforced by the database: the same money never activates twice.
+        sa.UniqueConstraint("voucher_id", "kind", name="uq_activation_voucher_kind"),
+        sa.Index("ix_activations_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(sa.ForeignKey("vouchers.id"))
+    router_id: Mapped[int] = mapped_column(sa.ForeignKey("routers.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(10), default="activate")
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A claimed row is owned until this time; a worker that died loses it then.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    device_mac: Mapped[str | None] = mapped_column(sa.String(17))
+    device_ip: Mapped[str | None] = mapped_column(sa.String(45))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    voucher: Mapped[Voucher] = relationship()
+    router: Mapped[Router] = relationship()
+
+
+class AuditLog(db.Model):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    actor: Mapped[str] = mapped_column(sa.String(254))  # email, or "system"/"cli"
+    action: Mapped[str] = mapped_column(sa.String(64))
+    object_type: Mapped[str | None] = mapped_column(sa.String(32))
+    object_id: Mapped[str | None] = mapped_column(sa.String(64))
+    detail: Mapped[str | None] = mapped_column(sa.Text)  # never a secret
+    source_ip: Mapped[str | None] = mapped_column(sa.String(45))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class JobRun(db.Model):
+    """Last run of each scheduled job, for the dashboard and /healthz."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[str | None] = mapped_column(sa.String(10))
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    last_counts: Mapped[str | None] = mapped_column(sa.String(500))
+    duration_ms: Mapped[int | None]
+
+
+class RateLimitHit(db.Model):
+    """One counted attempt (an STK push, a code guess). Kept in the database so limits hold across workers."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (sa.Index("ix_rate_limit_key_at", "key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,189 @@
+"""Paybills and tills: credentials for the Daraja client, the shared token cache, webhook URLs."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+
+from .config import PRODUCTION_DARAJA_URL, SANDBOX_DARAJA_URL
+from .crypto import decrypt_secret, encrypt_secret, fingerprint
+from .extensions import db
+from .models import Paybill, Router, User, utcnow
+from .mpesa.client import CachedToken, DarajaAccount, DarajaClient
+
+WEBHOOK_TOKEN_BYTES = 16  # 128 bits
+
+
+def new_webhook_token() -> str:
+    # Hex only: Daraja rejects callback URLs containing words such as "exe", "cmd" or "sql",
+    # which base64 tokens could spell by chance; hex digits cannot.
+    return secrets.token_hex(WEBHOOK_TOKEN_BYTES)
+
+
+def create_paybill(
+    *,
+    owner: User | None,
+    number: str,
+    kind: str,
+    consumer_key: str,
+    consumer_secret: str,
+    passkey: str,
+    environment: str = "sandbox",
+    store_number: str | None = None,
+    name: str = "",
+) -> Paybill:
+    """Add a paybill or till with its secrets encrypted; the caller commits."""
+    token = new_webhook_token()
+    paybill = Paybill(
+        owner_id=owner.id if owner else None,
+        number=number,
+        type=kind,
+        store_number=store_number if kind == "till" else None,
+        environment=environment,
+        name=name or f"{kind} {number}",
+        webhook_token_hash=fingerprint(token),
+    )
+    paybill.consumer_key = consumer_key
+    paybill.consumer_secret = consumer_secret
+    paybill.passkey = passkey
+    paybill.webhook_token = token
+    db.session.add(paybill)
+    return paybill
+
+
+def paybill_for_router(router: Router) -> Paybill | None:
+    """The router's own paybill, else its owner's default, else the platform's (owner null)."""
+    for candidate_id in (router.paybill_id, router.owner.default_paybill_id):
+        if candidate_id:
+            paybill = db.session.get(Paybill, candidate_id)
+            if paybill and paybill.status == "active":
+                return paybill
+    return db.session.scalars(
+        sa.select(Paybill).where(Paybill.owner_id.is_(None), Paybill.status == "active").order_by(Paybill.id)
+    ).first()
+
+
+def find_paybill_by_webhook_token(token: str) -> Paybill | None:
+    """Current token, or the previous one while its grace period lasts."""
+    if not token or len(token) > 128:
+        return None
+    digest = fingerprint(token)
+    paybill = db.session.scalars(sa.select(Paybill).where(Paybill.webhook_token_hash == digest)).first()
+    if paybill:
+        return paybill
+    paybill = db.session.scalars(sa.select(Paybill).where(Paybill.previous_webhook_token_hash == digest)).first()
+    if paybill and paybill.previous_webhook_token_valid_until and paybill.previous_webhook_token_valid_until > utcnow():
+        return paybill
+    return None
+
+
+def webhook_urls(paybill: Paybill) -> dict[str, str]:
+    base = f"{current_app.config['PORTAL_BASE_URL']}/hooks/{paybill.webhook_token}"
+    return {"stk": f"{base}/stk", "c2b_confirm": f"{base}/c2b/confirm", "c2b_validate": f"{base}/c2b/validate"}
+
+
+def daraja_account(paybill: Paybill) -> DarajaAccount:
+    return DarajaAccount(
+        shortcode=paybill.number,
+        kind=paybill.type,
+        consumer_key=paybill.consumer_key,
+        consumer_secret=paybill.consumer_secret,
+        passkey=paybill.passkey,
+        store_number=paybill.store_number,
+        label=f"paybill-{paybill.id}",
+    )
+
+
+def daraja_base_url(paybill: Paybill) -> str:
+    override = current_app.config["DARAJA_BASE_URL"]
+    if override:
+        return override
+    return PRODUCTION_DARAJA_URL if paybill.environment == "production" else SANDBOX_DARAJA_URL
+
+
+def daraja_client(paybill: Paybill) -> DarajaClient:
+    """One client per Daraja host per app (the client shares one requests.Session per host)."""
+    base_url = daraja_base_url(paybill)
+    clients = current_app.extensions.setdefault("portal_daraja_clients", {})
+    if base_url not in clients:
+        read_timeout = current_app.config["PORTAL_DARAJA_TIMEOUT_S"]
+        clients[base_url] = DarajaClient(base_url, timeout=(3.05, read_timeout))
+    return clients[base_url]
+
+
+@dataclass(frozen=True)
+class DarajaCall:
+    """What one Daraja call needs, read while the paybill row is at hand."""
+
+    client: DarajaClient
+    account: DarajaAccount
+    tokens: PaybillTokenStore
+    urls: dict[str, str]
+
+
+def prepare_daraja_call(paybill: Paybill) -> DarajaCall:
+    """Read credentials, then end the transaction: no database lock is held across a Daraja call
+    (the token store writes through its own connection, which would otherwise wait on ours)."""
+    call = DarajaCall(daraja_client(paybill), daraja_account(paybill), PaybillTokenStore(paybill.id), webhook_urls(paybill))
+    db.session.commit()
+    return call
+
+
+class PaybillTokenStore:
+    """The Daraja token for one paybill, kept encrypted in the database and shared by every process.
+
+    Daraja invalidates the previous token whenever a new one is issued, so processes must share
+    one token per consumer key instead of fetching their own. It uses its own short transactions,
+    independent of the caller's unit of work.
+    """
+
+    def __init__(self, paybill_id: int) -> None:
+        self.paybill_id = paybill_id
+
+    def load(self) -> CachedToken | None:
+        with db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(Paybill.access_token_encrypted, Paybill.token_expires_at).where(
+                    Paybill.id == self.paybill_id
+                )
+            ).first()
+        if row is None or row[0] is None or row[1] is None:
+            return None
+        expires_at = _aware(row[1])
+        return CachedToken(access_token=decrypt_secret(row[0]), expires_at=expires_at)
+
+    def save(self, token: CachedToken) -> None:
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.update(Paybill)
+                .where(Paybill.id == self.paybill_id)
+                .values(
+                    access_token_encrypted=encrypt_secret(token.access_token),
+                    token_expires_at=token.expires_at,
+                    last_token_refresh=utcnow(),
+                    last_token_error=None,
+                )
+            )
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def register_c2b_urls(paybill: Paybill) -> None:
+    """Tell Daraja where to send this shortcode's C2B validations and confirmations.
+
+    Raises DarajaError; on success records when, for the dashboard.
+    """
+    call = prepare_daraja_call(paybill)
+    call.client.register_c2b_urls(
+        call.account, call.tokens, confirmation_url=call.urls["c2b_confirm"], validation_url=call.urls["c2b_validate"]
+    )
+    paybill.c2b_registered_at = utcnow()
+    db.session.commit()

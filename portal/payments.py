@@ -1,0 +1,584 @@
+"""Purchases and payments: start a purchase, record STK results and C2B payments, exactly once.
+
+The one rule that keeps money safe: a payment leaves ``pending`` (or ``failed``/``expired``, since a
+late success must still win) through a single conditional UPDATE. The transaction that wins that
+update records the receipt and queues the activation; every other delivery of the same money sees
+zero rows and steps aside. The receipt column is unique across STK and C2B, so the same M-Pesa
+transaction can never be recorded twice, whichever channel reports it first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from . import activations
+from .extensions import db
+from .models import Payment, Paybill, Plan, Router, StkInitiation, Voucher, utcnow
+from .mpesa.errors import DarajaError, DarajaUnavailable
+from .mpesa.phones import mask_phone, normalise_phone
+from .mpesa.result_codes import meaning_of, rejection_message
+from .paybills import paybill_for_router, prepare_daraja_call
+from .vouchers import new_voucher_code, normalise_code
+
+log = logging.getLogger(__name__)
+
+SETTLEABLE_STATES = ("pending", "failed", "expired")  # a late success is honoured (the customer paid)
+TRANSACTION_DESC = "WiFi access"  # Daraja's TransactionDesc: at most 13 characters
+
+
+class PurchaseError(Exception):
+    """The purchase cannot start; ``customer_message`` says why in words a customer understands."""
+
+    def __init__(self, customer_message: str, customer_message_sw: str | None = None) -> None:
+        super().__init__(customer_message)
+        self.customer_message = customer_message
+        self.customer_message_sw = customer_message_sw or customer_message
+
+
+@dataclass(frozen=True)
+class HotspotContext:
+    """What the router's login page handed over; kept with the purchase to log the browser in later."""
+
+    mac: str | None = None
+    ip: str | None = None
+    link_login_only: str | None = None
+    link_orig: str | None = None
+    chap_id: str | None = None
+    chap_challenge: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in self.__dict__.items() if v})
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> HotspotContext:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+
+# ---------------------------------------------------------------------------------------------
+# Buying
+
+
+def start_purchase(
+    router: Router,
+    plan: Plan,
+    *,
+    phone: str,
+    hotspot: HotspotContext,
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Create voucher + payment + initiation, then send one STK push.
+
+    Rows are committed before the push is sent, so a refused or timed-out push is still on record,
+    and a double-submitted form (same ``idempotency_key``) finds the first purchase instead of
+    pushing again. Raises ``InvalidPhoneNumber`` (customer's words in ``.customer_message``) or
+    ``PurchaseError``. Daraja refusing the push is not an exception: the returned payment is failed
+    and its initiation carries Daraja's reason.
+    """
+    msisdn = normalise_phone(phone)
+    if idempotency_key:
+        existing = db.session.scalars(sa.select(Payment).where(Payment.idempotency_key == idempotency_key)).first()
+        if existing:
+            return existing
+    paybill = paybill_for_router(router)
+    if paybill is None:
+        raise PurchaseError(
+            "This hotspot cannot take M-Pesa payments right now. Please ask the owner.",
+            "Hotspot hii haiwezi kupokea malipo ya M-Pesa sasa hivi. Tafadhali muulize mwenyewe.",
+        )
+    try:
+        payment, initiation = _record_new_purchase(router, plan, paybill, msisdn, hotspot, idempotency_key)
+    except IntegrityError:
+        db.session.rollback()  # the other half of a double submit committed first
+        existing = db.session.scalars(sa.select(Payment).where(Payment.idempotency_key == idempotency_key)).first()
+        if existing is None:
+            raise
+        return existing
+    _send_push(paybill, payment, initiation)
+    return payment
+
+
+def _record_new_purchase(
+    router: Router,
+    plan: Plan,
+    paybill: Paybill,
+    msisdn: str,
+    hotspot: HotspotContext,
+    idempotency_key: str | None,
+) -> tuple[Payment, StkInitiation]:
+    voucher = Voucher(
+        code=new_voucher_code(),
+        owner_id=router.owner_id,
+        plan_id=plan.id,
+        router_id=router.id,
+        phone=msisdn,
+        device_mac=hotspot.mac,
+        device_ip=hotspot.ip,
+    )
+    payment = Payment(
+        public_id=secrets.token_urlsafe(16),
+        idempotency_key=idempotency_key,
+        owner_id=router.owner_id,
+        router_id=router.id,
+        paybill_id=paybill.id,
+        voucher=voucher,
+        amount_expected=plan.price,
+        phone=msisdn,
+        source="stk",
+        hotspot_json=hotspot.to_json(),
+    )
+    initiation = StkInitiation(
+        account_reference=voucher.code,
+        phone_number=msisdn,
+        amount=plan.price,
+        paybill_number=paybill.business_shortcode,
+        paybill_id=paybill.id,
+        router_id=router.id,
+        voucher=voucher,
+        payment=payment,
+    )
+    db.session.add_all([voucher, payment, initiation])
+    db.session.commit()
+    return payment, initiation
+
+
+def _send_push(paybill: Paybill, payment: Payment, initiation: StkInitiation) -> None:
+    phone, amount, reference = initiation.phone_number, initiation.amount, initiation.account_reference
+    call = prepare_daraja_call(paybill)
+    try:
+        accepted = call.client.stk_push(
+            call.account,
+            call.tokens,
+            phone=phone,
+            amount=amount,
+            account_reference=reference,
+            description=TRANSACTION_DESC,
+            callback_url=call.urls["stk"],
+        )
+    except DarajaUnavailable as exc:
+        if exc.outcome_unknown:
+            _mark_push_outcome_unknown(initiation, exc)
+        else:
+            _mark_push_refused(payment, initiation, exc)
+        return
+    except DarajaError as exc:
+        _mark_push_refused(payment, initiation, exc)
+        return
+    initiation.checkout_request_id = accepted.checkout_request_id
+    initiation.merchant_request_id = accepted.merchant_request_id
+    initiation.customer_message = accepted.customer_message[:300]
+    db.session.commit()
+    log.info(
+        "stk push sent checkout=%s voucher=%s phone=%s amount=%s",
+        accepted.checkout_request_id,
+        initiation.account_reference,
+        mask_phone(initiation.phone_number),
+        initiation.amount,
+    )
+    # A fast callback can beat our commit of the CheckoutRequestID; it was stored raw, so run it now.
+    from . import webhook_log
+
+    webhook_log.process_early_callbacks(accepted.checkout_request_id)
+
+
+def _mark_push_refused(payment: Payment, initiation: StkInitiation, exc: DarajaError) -> None:
+    text_en, _ = rejection_message(exc)
+    initiation.status = "failed"
+    initiation.result_code = (exc.error_code or type(exc).__name__)[:32]
+    initiation.result_desc = (exc.error_message or str(exc))[:300]
+    initiation.customer_message = text_en[:300]
+    initiation.completed_at = utcnow()
+    payment.status = "failed"
+    payment.result_code = initiation.result_code
+    db.session.commit()
+    log.warning(
+        "stk push refused voucher=%s code=%s reason=%s", initiation.account_reference, initiation.result_code, exc
+    )
+
+
+def _mark_push_outcome_unknown(initiation: StkInitiation, exc: DarajaError) -> None:
+    # Daraja may have taken the push: never re-send it. Reconciliation or a callback settles it.
+    initiation.outcome_unknown = True
+    db.session.commit()
+    log.warning("stk push outcome unknown voucher=%s: %s", initiation.account_reference, exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording results
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording did: ``action`` is one of paid, underpaid, failed, duplicate, unmatched, ignored, rejected."""
+
+    action: str
+    detail: str = ""
+    payment_id: int | None = None
+
+
+def record_stk_result(
+    checkout_request_id: str,
+    result_code: int | str,
+    result_desc: str = "",
+    *,
+    metadata: dict[str, Any] | None = None,
+    source: str = "stk",
+    paybill_id: int | None = None,
+) -> RecordOutcome:
+    """Record an STK callback (or query) result, exactly once. One transaction; commits.
+
+    A success (code 0) settles the payment (or flags it underpaid) and queues the activation; a
+    failure marks a still-pending attempt failed and never downgrades a success. When
+    ``paybill_id`` is given (the paybill whose secret path the callback came in on) the initiation
+    must belong to it. Safe to call any number of times, from any number of threads or processes.
+    """
+    initiation = db.session.scalars(
+        sa.select(StkInitiation).where(StkInitiation.checkout_request_id == checkout_request_id)
+    ).first()
+    if initiation is None:
+        return RecordOutcome("ignored", "unknown CheckoutRequestID")
+    if paybill_id is not None and initiation.paybill_id != paybill_id:
+        return RecordOutcome("rejected", "CheckoutRequestID belongs to another paybill")
+    code = str(result_code).strip()
+    if code != "0":
+        return _record_stk_failure(initiation, code, result_desc)
+    meta = metadata or {}
+    amount = parse_amount(meta.get("Amount"))
+    if amount is None and source == "query":
+        amount = initiation.amount  # a query success carries no amount; Daraja confirmed our request's
+    if amount is None:
+        return RecordOutcome("rejected", "success without an amount")
+    receipt = _clean_receipt(meta.get("MpesaReceiptNumber"))
+    outcome = _settle(
+        initiation.payment_id,
+        receipt=receipt,
+        amount=amount,
+        source=source,
+        initiation_id=initiation.id,
+        result_code=code,
+    )
+    return outcome
+
+
+def _record_stk_failure(initiation: StkInitiation, code: str, desc: str) -> RecordOutcome:
+    meaning = meaning_of(code)
+    if meaning.status == "pending":
+        return RecordOutcome("ignored", f"still processing ({code})")
+    now = utcnow()
+    changed = db.session.execute(
+        sa.update(StkInitiation)
+        .where(StkInitiation.id == initiation.id, StkInitiation.status.in_(("initiated", "expired")))
+        .values(status="failed", result_code=code[:32], result_desc=(desc or "")[:300], completed_at=now)
+    ).rowcount
+    db.session.execute(
+        sa.update(Payment)
+        .where(Payment.id == initiation.payment_id, Payment.status.in_(("pending", "expired")))
+        .values(status="failed", result_code=code[:32])
+    )
+    db.session.commit()
+    if not changed:
+        return RecordOutcome("duplicate", f"initiation already {initiation.status}")
+    log.info("stk failed checkout=%s code=%s", initiation.checkout_request_id, code)
+    return RecordOutcome("failed", meaning.reason, initiation.payment_id)
+
+
+def record_c2b_payment(
+    *,
+    trans_id: str,
+    amount: int | str | float | Decimal | None,
+    bill_ref: str | None,
+    paybill: Paybill,
+) -> RecordOutcome:
+    """Record a C2B confirmation, exactly once per TransID. One transaction; commits.
+
+    Matching order: the STK initiation whose AccountReference is the BillRefNumber (its phone is the
+    customer's, since C2B only sends a masked MSISDN) → the voucher with that code → otherwise an
+    unmatched payment the owner can assign.
+    """
+    receipt = _clean_receipt(trans_id)
+    value = parse_amount(amount)
+    if receipt is None or value is None:
+        return RecordOutcome("rejected", "missing TransID or amount")
+    code = normalise_code(bill_ref)
+    initiation = _latest_initiation_for_code(code, paybill.id) if code else None
+    if initiation is not None:
+        return _settle(initiation.payment_id, receipt=receipt, amount=value, source="c2b", initiation_id=initiation.id)
+    voucher = db.session.scalars(sa.select(Voucher).where(Voucher.code == code)).first() if code else None
+    if voucher is not None:
+        payment = db.session.scalars(
+            sa.select(Payment).where(Payment.voucher_id == voucher.id).order_by(Payment.id)
+        ).first()
+        if payment is not None:
+            return _settle(payment.id, receipt=receipt, amount=value, source="c2b")
+    return _record_unmatched(
+        receipt, value, paybill, bill_ref=bill_ref, note="no purchase matches this account number"
+    )
+
+
+def _latest_initiation_for_code(code: str, paybill_id: int) -> StkInitiation | None:
+    return db.session.scalars(
+        sa.select(StkInitiation)
+        .where(StkInitiation.account_reference == code, StkInitiation.paybill_id == paybill_id)
+        .order_by(StkInitiation.id.desc())
+    ).first()
+
+
+def _settle(
+    payment_id: int | None,
+    *,
+    receipt: str | None,
+    amount: int,
+    source: str,
+    initiation_id: int | None = None,
+    result_code: str | None = "0",
+) -> RecordOutcome:
+    """The exactly-once gate: one conditional UPDATE decides which delivery records the money."""
+    payment = db.session.get(Payment, payment_id) if payment_id else None
+    if payment is None:
+        return RecordOutcome("rejected", "initiation without a payment")
+    now = utcnow()
+    new_status = "paid" if amount >= payment.amount_expected else "underpaid"
+    values: dict[str, Any] = {"status": new_status, "amount": amount, "paid_at": now, "source": source}
+    if receipt:
+        values["receipt"] = receipt
+    if result_code is not None:
+        values["result_code"] = result_code
+    if new_status == "underpaid":
+        values["note"] = f"paid KES {amount}, plan costs KES {payment.amount_expected}"
+    try:
+        won = db.session.execute(
+            sa.update(Payment)
+            .where(Payment.id == payment.id, Payment.status.in_(SETTLEABLE_STATES))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
+        if won:
+            _complete_initiations(payment.id, now)
+            if new_status == "paid":
+                _mark_voucher_paid_and_queue(payment, now)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # this receipt is already recorded on another row: same money, done
+        return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
+    if won:
+        db.session.refresh(payment)
+        _after_settle(payment, new_status)
+        return RecordOutcome(new_status, payment_id=payment.id)
+    return _settle_lost(payment, receipt, amount, source)
+
+
+def _complete_initiations(payment_id: int, now: datetime) -> None:
+    db.session.execute(
+        sa.update(StkInitiation)
+        .where(StkInitiation.payment_id == payment_id, StkInitiation.status != "completed")
+        .values(status="completed", completed_at=now, result_code="0")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _mark_voucher_paid_and_queue(payment: Payment, now: datetime) -> None:
+    db.session.execute(
+        sa.update(Voucher)
+        .where(Voucher.id == payment.voucher_id, Voucher.status == "pending_payment")
+        .values(status="paid", paid_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    hotspot = HotspotContext.from_json(payment.hotspot_json)
+    activations.queue_activation(
+        voucher_id=payment.voucher_id, router_id=payment.router_id, device_mac=hotspot.mac, device_ip=hotspot.ip
+    )
+
+
+def _after_settle(payment: Payment, status: str) -> None:
+    log.info("payment %s id=%s receipt=%s amount=%s", status, payment.id, payment.receipt, payment.amount)
+    if status == "paid":
+        activations.wake_worker()  # after the commit, so the worker can see the new row
+
+
+def _settle_lost(payment: Payment, receipt: str | None, amount: int, source: str) -> RecordOutcome:
+    """Someone else recorded this payment first. Same receipt (or none): a duplicate delivery.
+    A different receipt: the customer paid twice, so keep the second payment for the owner."""
+    db.session.refresh(payment)
+    if receipt is None or payment.receipt in (None, receipt):
+        if receipt and payment.receipt is None:
+            # The query confirmed it first without a receipt; now we learn the receipt.
+            db.session.execute(
+                sa.update(Payment).where(Payment.id == payment.id, Payment.receipt.is_(None)).values(receipt=receipt)
+            )
+            try:
+                db.session.commit()
+            except IntegrityError:
+                db.session.rollback()
+        return RecordOutcome("duplicate", f"payment {payment.id} already {payment.status}", payment.id)
+    paybill = db.session.get(Paybill, payment.paybill_id) if payment.paybill_id else None
+    return _record_unmatched(
+        receipt,
+        amount,
+        paybill,
+        bill_ref=payment.voucher.code if payment.voucher else None,
+        voucher_id=payment.voucher_id,
+        router_id=payment.router_id,
+        note=f"second payment for a voucher already {payment.status}",
+        source=source,
+    )
+
+
+def _record_unmatched(
+    receipt: str,
+    amount: int,
+    paybill: Paybill | None,
+    *,
+    bill_ref: str | None,
+    note: str,
+    voucher_id: int | None = None,
+    router_id: int | None = None,
+    source: str = "c2b",
+) -> RecordOutcome:
+    payment = Payment(
+        public_id=secrets.token_urlsafe(16),
+        owner_id=paybill.owner_id if paybill else None,
+        paybill_id=paybill.id if paybill else None,
+        router_id=router_id,
+        voucher_id=voucher_id,
+        amount_expected=0,
+        amount=amount,
+        status="unmatched",
+        receipt=receipt,
+        source=source,
+        bill_ref=(bill_ref or "")[:40] or None,
+        note=note[:300],
+        paid_at=utcnow(),
+    )
+    db.session.add(payment)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
+    log.warning("unmatched payment receipt=%s amount=%s: %s", receipt, amount, note)
+    return RecordOutcome("unmatched", note, payment.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def parse_amount(raw: Any) -> int | None:
+    """Daraja sends 10, 10.0, "10" or "10.00"; anything else (or a fraction of a shilling) is no amount."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        value = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not value.is_finite() or value < 0 or value != value.to_integral_value() or value > 10**9:
+        return None
+    return int(value)
+
+
+def _clean_receipt(raw: Any) -> str | None:
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip().upper()
+    return text if text.isalnum() and 6 <= len(text) <= 20 else None
+
+
+def find_purchase(public_id: str) -> Payment | None:
+    if not public_id or len(public_id) > 32:
+        return None
+    return db.session.scalars(sa.select(Payment).where(Payment.public_id == public_id)).first()
+
+
+@dataclass(frozen=True)
+class PurchaseStatus:
+    status: str  # pending | paid | active | failed | expired
+    voucher: str | None
+    message_en: str
+    message_sw: str
+    reason: str = ""  # result meaning key, for the page to choose its next step
+    can_retry: bool = False
+
+    def as_json(self, lang: str = "en") -> dict[str, Any]:
+        message = self.message_sw if lang == "sw" else self.message_en
+        return {"status": self.status, "voucher": self.voucher, "message": message}
+
+
+def purchase_status(payment: Payment) -> PurchaseStatus:
+    """The customer's view of a purchase. The voucher code is shown only once the money is in."""
+    voucher = payment.voucher
+    if voucher is not None and voucher.status == "active":
+        return PurchaseStatus(
+            "active", voucher.code, "You are online. Save your voucher code.", "Uko mtandaoni. Hifadhi nambari yako."
+        )
+    if payment.status == "paid":
+        return PurchaseStatus(
+            "paid",
+            voucher.code if voucher else None,
+            "Payment received. Connecting you to the internet…",
+            "Malipo yamepokelewa. Tunakuunganisha kwenye mtandao…",
+        )
+    if payment.status == "underpaid":
+        return PurchaseStatus(
+            "failed",
+            None,
+            f"We received KES {payment.amount}, less than the plan price of KES {payment.amount_expected}. "
+            "Show your M-Pesa message to the hotspot owner.",
+            f"Tumepokea KES {payment.amount}, chini ya bei ya KES {payment.amount_expected}. "
+            "Onyesha ujumbe wako wa M-Pesa kwa mwenye hotspot.",
+            reason="underpaid",
+        )
+    initiation = _latest_initiation(payment)
+    if payment.status == "failed":
+        return _failed_status(payment, initiation)
+    if payment.status == "expired" or (initiation is not None and initiation.status == "expired"):
+        return PurchaseStatus(
+            "expired",
+            None,
+            "We did not hear from M-Pesa in time. If money left your account, enter the M-Pesa code from your SMS.",
+            "Hatukupata jibu la M-Pesa kwa wakati. Kama pesa imetoka, weka nambari ya M-Pesa kutoka kwa SMS.",
+            reason="expired",
+            can_retry=True,
+        )
+    return PurchaseStatus(
+        "pending",
+        None,
+        "Check your phone and enter your M-Pesa PIN.",
+        "Angalia simu yako na uweke PIN yako ya M-Pesa.",
+    )
+
+
+def _failed_status(payment: Payment, initiation: StkInitiation | None) -> PurchaseStatus:
+    code = (initiation.result_code if initiation else None) or payment.result_code
+    meaning = meaning_of(code)
+    if initiation is not None and initiation.checkout_request_id is None and initiation.customer_message:
+        # Daraja refused the push itself; its reason was translated when it happened.
+        return PurchaseStatus(
+            "failed", None, initiation.customer_message, _refusal_sw(initiation), reason="refused", can_retry=True
+        )
+    return PurchaseStatus(
+        "failed", None, meaning.text_en, meaning.text_sw, reason=meaning.reason, can_retry=meaning.can_retry
+    )
+
+
+def _refusal_sw(initiation: StkInitiation) -> str:
+    from .mpesa.errors import DarajaRejected
+
+    exc = DarajaRejected(initiation.result_desc or "", error_code=initiation.result_code, error_message=initiation.result_desc)
+    return rejection_message(exc)[1]
+
+
+def _latest_initiation(payment: Payment) -> StkInitiation | None:
+    return db.session.scalars(
+        sa.select(StkInitiation).where(StkInitiation.payment_id == payment.id).order_by(StkInitiation.id.desc())
+    ).first()

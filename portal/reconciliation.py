@@ -1,0 +1,151 @@
+"""Payments whose callback never came, unpaid initiations, spent vouchers.
+
+Each function claims its rows with a conditional UPDATE, so two workers running it at the same
+moment never query or expire the same row twice; a final result goes through exactly the same
+recording code as a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+
+from . import activations, payments
+from .extensions import db
+from .models import Payment, Paybill, StkInitiation, Voucher, utcnow
+from .mpesa.errors import DarajaError, DarajaRejected
+from .paybills import prepare_daraja_call
+
+log = logging.getLogger(__name__)
+
+QUERY_INTERVAL = timedelta(seconds=15)  # per initiation: Daraja spike-arrests fast pollers
+QUERIES_PER_SECOND_PER_PAYBILL = 5.0
+
+
+class PerPaybillRate:
+    """Spaces out queries to one paybill's Daraja app; different paybills do not wait on each other."""
+
+    def __init__(self, per_second: float, clock=time.monotonic, sleep=time.sleep) -> None:  # type: ignore[no-untyped-def]
+        self.interval = 1.0 / per_second
+        self.clock, self.sleep = clock, sleep
+        self._next: dict[int, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    def wait(self, paybill_id: int) -> None:
+        with self._lock:
+            now = self.clock()
+            slot = max(now, self._next[paybill_id])
+            self._next[paybill_id] = slot + self.interval
+        if slot > now:
+            self.sleep(slot - now)
+
+
+_rate = PerPaybillRate(QUERIES_PER_SECOND_PER_PAYBILL)
+
+
+def reconcile_stuck_initiations(limit: int = 200, *, rate: PerPaybillRate | None = None) -> dict[str, int]:
+    """STK-query initiations still ``initiated`` after ~30 s; record final answers like callbacks."""
+    now = utcnow()
+    older_than = now - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
+    candidates = db.session.execute(
+        sa.select(StkInitiation.id, StkInitiation.checkout_request_id, StkInitiation.paybill_id)
+        .where(
+            StkInitiation.status == "initiated",
+            StkInitiation.checkout_request_id.is_not(None),
+            StkInitiation.created_at < older_than,
+            sa.or_(StkInitiation.last_query_at.is_(None), StkInitiation.last_query_at < now - QUERY_INTERVAL),
+        )
+        .order_by(StkInitiation.last_query_at.is_not(None), StkInitiation.created_at)
+        .limit(limit)
+    ).all()
+    counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
+    for initiation_id, checkout_id, paybill_id in candidates:
+        if not _claim_query(initiation_id, now):
+            continue
+        (rate or _rate).wait(paybill_id or 0)
+        counts["queried"] += 1
+        counts[_query_one(checkout_id, paybill_id)] += 1
+    return counts
+
+
+def _claim_query(initiation_id: int, now) -> bool:  # type: ignore[no-untyped-def]
+    won = db.session.execute(
+        sa.update(StkInitiation)
+        .where(
+            StkInitiation.id == initiation_id,
+            StkInitiation.status == "initiated",
+            sa.or_(StkInitiation.last_query_at.is_(None), StkInitiation.last_query_at < now - QUERY_INTERVAL),
+        )
+        .values(last_query_at=now, query_count=StkInitiation.query_count + 1)
+    ).rowcount == 1
+    db.session.commit()
+    return won
+
+
+def _query_one(checkout_id: str, paybill_id: int | None) -> str:
+    paybill = db.session.get(Paybill, paybill_id) if paybill_id else None
+    if paybill is None:
+        return "errors"
+    call = prepare_daraja_call(paybill)
+    try:
+        answer = call.client.stk_query(call.account, call.tokens, checkout_id)
+    except DarajaRejected as exc:
+        log.warning("stk query refused checkout=%s: %s", checkout_id, exc)
+        return "errors"
+    except DarajaError as exc:
+        log.info("stk query unavailable checkout=%s: %s", checkout_id, exc)
+        return "errors"
+    if answer.is_pending or answer.result_code is None:
+        return "pending"
+    outcome = payments.record_stk_result(checkout_id, answer.result_code, answer.result_desc, source="query")
+    log.info("stk query checkout=%s result=%s → %s", checkout_id, answer.result_code, outcome.action)
+    return "pending" if outcome.action == "ignored" else "settled"
+
+
+def expire_unpaid_initiations() -> int:
+    """Initiations nobody answered within PORTAL_STK_EXPIRY_S. A later success still wins."""
+    cutoff = utcnow() - timedelta(seconds=current_app.config["PORTAL_STK_EXPIRY_S"])
+    expired_ids = db.session.scalars(
+        sa.select(StkInitiation.id).where(StkInitiation.status == "initiated", StkInitiation.created_at < cutoff).limit(1000)
+    ).all()
+    count = 0
+    for initiation_id in expired_ids:
+        changed = db.session.execute(
+            sa.update(StkInitiation)
+            .where(StkInitiation.id == initiation_id, StkInitiation.status == "initiated")
+            .values(status="expired", completed_at=utcnow())
+        ).rowcount
+        if changed:
+            payment_id = db.session.scalar(sa.select(StkInitiation.payment_id).where(StkInitiation.id == initiation_id))
+            db.session.execute(
+                sa.update(Payment).where(Payment.id == payment_id, Payment.status == "pending").values(status="expired")
+            )
+        db.session.commit()
+        count += changed
+    return count
+
+
+def expire_spent_vouchers() -> int:
+    """Wall-clock vouchers past their end: mark expired and queue removal from the router."""
+    now = utcnow()
+    due = db.session.scalars(
+        sa.select(Voucher).where(Voucher.status == "active", Voucher.expires_at.is_not(None), Voucher.expires_at < now).limit(500)
+    ).all()
+    count = 0
+    for voucher in due:
+        changed = db.session.execute(
+            sa.update(Voucher).where(Voucher.id == voucher.id, Voucher.status == "active").values(status="expired")
+        ).rowcount
+        if changed:
+            activations.queue_removal(voucher)
+            count += 1
+        db.session.commit()
+    if count:
+        activations.wake_worker()
+    return count

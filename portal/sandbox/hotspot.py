@@ -1,0 +1,223 @@
+"""A local stand-in for a MikroTik hotspot's HTTP login servlet, in front of a SandboxRouter.
+
+It plays one device (one MAC and IP) behind the hotspot. ``GET /login`` renders the router's
+login.html as the portal's routers carry it: an instant hand-over to the portal with the hotspot
+variables. ``/login`` with a username logs the device in by PAP or CHAP as RouterOS does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.utils import redirect
+from werkzeug.wrappers import Request, Response
+
+from .router import SandboxRouter, SandboxTrap
+
+DEFAULT_LINK_ORIG = "http://example.com/"
+INVALID_LOGIN = "invalid username or password"
+CHAP_MISSING = "web browser did not send challenge response (try again, enable JavaScript)"
+
+
+def encode_octal_escapes(data: bytes) -> str:
+    r"""Bytes as RouterOS writes $(chap-id) and $(chap-challenge): every byte as ``\ooo``."""
+    return "".join(f"\\{byte:03o}" for byte in data)
+
+
+def decode_octal_escapes(text: str) -> bytes:
+    r"""``"\371\357\015"`` → ``b"\xf9\xef\x0d"``. Other characters stand for themselves (Latin-1)."""
+    return bytes(
+        int(escape, 8) if escape else ord(char)
+        for escape, char in re.findall(r"\\([0-7]{1,3})|(.)", text, flags=re.DOTALL)
+    )
+
+
+def chap_response(chap_id_octal: str, password: str, challenge_octal: str) -> str:
+    """What the stock login.html posts as ``password`` for http-chap: hex MD5(id + password + challenge)."""
+    data = decode_octal_escapes(chap_id_octal) + password.encode() + decode_octal_escapes(challenge_octal)
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def meta_refresh_url(page: str) -> str | None:
+    """The URL a login page forwards to with ``<meta http-equiv="refresh">`` (for tests)."""
+    match = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]*)"', page)
+    return html.unescape(match.group(1)) if match else None
+
+
+class SandboxHotspot:
+    """The hotspot's login servlet on 127.0.0.1, seen from one device (``device_mac``/``device_ip``).
+
+    ``chap=True`` means login-by=http-chap only: the password must be the CHAP response to the
+    last challenge this device was shown.
+    """
+
+    def __init__(
+        self,
+        router: SandboxRouter,
+        *,
+        portal_url: str | None = None,
+        device_mac: str = "AA:BB:CC:DD:EE:01",
+        device_ip: str = "10.5.50.23",
+        chap: bool = False,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.router = router
+        self.portal_url = portal_url
+        self.device_mac = device_mac.upper()
+        self.device_ip = device_ip
+        self.chap = chap
+        self.host = host
+        self.port = port
+        self._challenge: tuple[bytes, bytes] | None = None  # (chap id, chap challenge)
+        self._challenge_lock = threading.Lock()
+        self._server: BaseWSGIServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def login_url(self) -> str:
+        """The hotspot's $(link-login-only)."""
+        return f"{self.base_url}/login"
+
+    def start(self) -> SandboxHotspot:
+        self.router.add_host(self.device_mac, self.device_ip)
+        self._server = make_server(self.host, self.port, self.wsgi_app, threaded=True)
+        self.port = self._server.server_port
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> SandboxHotspot:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path == "/login":
+            response = self._login(request)
+        elif request.path == "/status":
+            response = self._status()
+        elif request.path == "/logout":
+            self.router.log_out_mac(self.device_mac)
+            response = _page("Logged out", "<p>You have been logged out.</p>")
+        elif self.router.session_for_mac(self.device_mac) is None:
+            # Like the hotspot: any page before login sends the device to the login page.
+            response = redirect(f"{self.login_url}?{urlencode({'dst': request.url})}")
+        else:
+            response = _page("Online", "<p>You are online.</p>")
+        return response(environ, start_response)
+
+    # --- pages
+
+    def _login(self, request: Request) -> Response:
+        username = request.values.get("username")
+        dst = request.values.get("dst", "")
+        if username is None:
+            return self._login_page(dst=dst, error=None)
+        password = request.values.get("password", "")
+        try:
+            self.router.log_in_host(
+                user=username,
+                password_matches=self._password_check(password),
+                ip=self.device_ip,
+                mac=self.device_mac,
+                login_by="http-chap" if self.chap else "http-pap",
+            )
+        except SandboxTrap as trap:
+            return self._login_page(dst=dst, error=trap.message)
+        return redirect(dst or f"{self.base_url}/status")
+
+    def _password_check(self, password: str) -> Callable[[str], bool]:
+        """How this login's password is checked against the stored one (PAP, or CHAP when enabled)."""
+        if not self.chap:
+            return lambda stored: hmac.compare_digest(stored, password)
+        with self._challenge_lock:
+            challenge = self._challenge
+        if challenge is None:
+            raise SandboxTrap(CHAP_MISSING)
+        chap_id, chap_challenge = challenge
+
+        def matches_chap(stored: str) -> bool:
+            expected = hashlib.md5(chap_id + stored.encode() + chap_challenge, usedforsecurity=False).hexdigest()
+            return hmac.compare_digest(expected, password.lower())
+
+        return matches_chap
+
+    def _login_page(self, *, dst: str, error: str | None) -> Response:
+        """The router's login.html: hand the device to the portal with the hotspot variables."""
+        params = {
+            "mac": self.device_mac,
+            "ip": self.device_ip,
+            "link-login-only": self.login_url,
+            "link-orig": dst or DEFAULT_LINK_ORIG,
+        }
+        if self.chap:
+            chap_id, chap_challenge = self._new_challenge()
+            params["chap-id"] = encode_octal_escapes(chap_id)
+            params["chap-challenge"] = encode_octal_escapes(chap_challenge)
+        if error:
+            params["error"] = error
+        if self.portal_url is None:
+            return _page("Hotspot login", _definition_list(params))
+        return _forwarding_page(self.portal_url, params)
+
+    def _new_challenge(self) -> tuple[bytes, bytes]:
+        challenge = (secrets.token_bytes(1), secrets.token_bytes(16))
+        with self._challenge_lock:
+            self._challenge = challenge
+        return challenge
+
+    def _status(self) -> Response:
+        session = self.router.session_for_mac(self.device_mac)
+        if session is None:
+            return _page("Status", "<p>not logged in</p>")
+        return _page("Status", f"<p>logged in as {html.escape(session['user'])}</p>")
+
+
+def _forwarding_page(portal_url: str, params: dict[str, str]) -> Response:
+    # Both a meta refresh and an auto-submitted form, so the hand-over works without JavaScript.
+    separator = "&" if "?" in portal_url else "?"
+    target = html.escape(f"{portal_url}{separator}{urlencode(params)}")
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+        for name, value in params.items()
+    )
+    body = (
+        f'<form name="redirect" action="{html.escape(portal_url)}" method="get">{fields}'
+        '<noscript><button type="submit">Continue</button></noscript></form>'
+        "<script>document.redirect.submit();</script>"
+    )
+    head = f'<meta http-equiv="refresh" content="0; url={target}">'
+    return _page("Redirecting", body, head=head)
+
+
+def _definition_list(params: dict[str, str]) -> str:
+    items = "".join(f"<dt>{html.escape(name)}</dt><dd>{html.escape(value)}</dd>" for name, value in params.items())
+    return f"<dl>{items}</dl>"
+
+
+def _page(title: str, body: str, *, head: str = "") -> Response:
+    document = (
+        f'<!doctype html><html><head><meta charset="utf-8">{head}<title>{html.escape(title)}</title>'
+        f"</head><body>{body}</body></html>"
+    )
+    return Response(document, mimetype="text/html")

@@ -1,0 +1,110 @@
+"""Daraja token refresh: each active paybill gets a fresh token before the old one runs out."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from .extensions import db
+from .models import Paybill, utcnow
+from .mpesa.errors import DarajaError
+from .paybills import prepare_daraja_call
+
+log = logging.getLogger(__name__)
+
+REFRESH_WHEN_LESS_THAN = timedelta(minutes=10)
+MAX_PARALLEL = 16
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    paybill_id: int
+    label: str
+    outcome: str  # refreshed | still valid | failed
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.label}: {self.outcome}" + (f": {self.detail}" if self.detail else "")
+
+
+def refresh_due_tokens(*, force: bool = False) -> list[RefreshResult]:
+    """Refresh every active paybill whose token is missing or expires within 10 minutes.
+
+    Paybills are refreshed in parallel (bounded); one paybill's failure is written on that paybill
+    and does not stop the others. Two workers running this at once each claim a paybill with a
+    conditional update on ``last_token_refresh``, so a token is not fetched twice (each fetch would
+    invalidate the other's token).
+    """
+    due_before = utcnow() + REFRESH_WHEN_LESS_THAN
+    paybills = db.session.scalars(sa.select(Paybill).where(Paybill.status == "active").order_by(Paybill.id)).all()
+    results: list[RefreshResult] = []
+    due: list[int] = []
+    for paybill in paybills:
+        if force or paybill.token_expires_at is None or paybill.token_expires_at <= due_before:
+            due.append(paybill.id)
+        else:
+            results.append(RefreshResult(paybill.id, _label(paybill), "still valid", f"expires {paybill.token_expires_at:%H:%M} UTC"))
+    db.session.commit()
+    app = current_app._get_current_object()
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, max(1, len(due)))) as pool:
+        results.extend(pool.map(lambda pid: _refresh_in_context(app, pid, force), due))
+    return sorted(results, key=lambda r: r.paybill_id)
+
+
+def _refresh_in_context(app: Flask, paybill_id: int, force: bool) -> RefreshResult:
+    with app.app_context():
+        try:
+            return refresh_paybill_token(paybill_id, force=force)
+        finally:
+            db.session.remove()
+
+
+def _claim(paybill_id: int, force: bool) -> bool:
+    """Only one worker fetches a given paybill's token per minute."""
+    now = utcnow()
+    recent = now - timedelta(minutes=1)
+    due_before = now + REFRESH_WHEN_LESS_THAN
+    condition = sa.or_(Paybill.last_token_refresh.is_(None), Paybill.last_token_refresh < recent)
+    if not force:
+        condition = sa.and_(
+            condition, sa.or_(Paybill.token_expires_at.is_(None), Paybill.token_expires_at <= due_before)
+        )
+    won = db.session.execute(
+        sa.update(Paybill).where(Paybill.id == paybill_id, condition).values(last_token_refresh=now)
+    ).rowcount == 1
+    db.session.commit()
+    return won
+
+
+def refresh_paybill_token(paybill_id: int, *, force: bool = False) -> RefreshResult:
+    paybill = db.session.get(Paybill, paybill_id)
+    label = _label(paybill)
+    call = prepare_daraja_call(paybill)
+    if not _claim(paybill_id, force):
+        return RefreshResult(paybill_id, label, "still valid", "refreshed by another worker")
+    try:
+        token = call.client.fetch_token(call.account)
+    except DarajaError as exc:
+        _record_error(paybill_id, exc)
+        return RefreshResult(paybill_id, label, "failed", str(exc))
+    call.tokens.save(token)
+    return RefreshResult(paybill_id, label, "refreshed", f"expires {token.expires_at:%H:%M} UTC")
+
+
+def _record_error(paybill_id: int, exc: Exception) -> None:
+    db.session.execute(
+        sa.update(Paybill)
+        .where(Paybill.id == paybill_id)
+        .values(last_token_error=str(exc)[:500], last_token_error_at=utcnow(), last_token_refresh=None)
+    )
+    db.session.commit()
+    log.warning("token refresh failed paybill=%s: %s", paybill_id, exc)
+
+
+def _label(paybill: Paybill) -> str:
+    return f"{paybill.type} {paybill.number} (id {paybill.id})"

@@ -1,0 +1,22 @@
+"""Voucher codes and voucher state changes."""
+
+from __future__ import annotations
+
+import secrets
+
+# No 0/O, 1/I/L: codes are read off phone screens and printed sheets, and typed back in.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10  # 31**10 ≈ 8.2e14 (49.5 bits); at most 12 (STK AccountReference limit)
+
+
+def new_voucher_code() -> str:
+    """A random code; always holds a letter, because RouterOS clients turn all-digit names into ints."""
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if not code.isdigit():
+            return code
+
+
+def normalise_code(raw: str | None) -> str:
+    """What a customer typed → the canonical form (spaces and dashes dropped, uppercase)."""
+    return "".join(ch for ch in (raw or "").upper() if ch.isalnum())[:20]

@@ -1,0 +1,220 @@
+"""Inbound webhooks: store raw first, then process, and keep every outcome visible.
+
+A row is committed before any parsing, so nothing Daraja sent is ever lost. Processing runs in
+its own transaction; if it fails (a locked or unreachable database, a bug) the row stays
+``failed`` with the error and ``reprocess_failed`` tries it again later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import payments
+from .extensions import db
+from .models import Paybill, WebhookLog, utcnow
+
+log = logging.getLogger(__name__)
+
+RETENTION = timedelta(days=90)
+MAX_STORED_BODY = 64 * 1024
+
+
+def store_raw(kind: str, body: bytes, *, remote_addr: str | None, paybill_id: int | None) -> WebhookLog:
+    """Commit the raw request before anything else looks at it."""
+    entry = WebhookLog(
+        kind=kind,
+        payload=body[:MAX_STORED_BODY].decode("utf-8", errors="replace"),
+        remote_addr=(remote_addr or "")[:45] or None,
+        paybill_id=paybill_id,
+    )
+    db.session.add(entry)
+    db.session.commit()
+    return entry
+
+
+def mark(entry_id: int, status: str, error: str | None = None) -> None:
+    db.session.execute(
+        sa.update(WebhookLog)
+        .where(WebhookLog.id == entry_id)
+        .values(status=status, error=(error or None) and error[:500], processed_at=utcnow())
+    )
+    db.session.commit()
+
+
+@dataclass(frozen=True)
+class ParsedCallback:
+    checkout_request_id: str
+    result_code: int | str
+    result_desc: str
+    metadata: dict[str, Any]
+
+
+class PayloadError(ValueError):
+    """The body is not the shape Daraja sends."""
+
+
+def parse_stk_callback(payload: Any) -> ParsedCallback:
+    try:
+        callback = payload["Body"]["stkCallback"]
+        checkout_id = callback["CheckoutRequestID"]
+        result_code = callback["ResultCode"]
+    except (KeyError, TypeError) as exc:
+        raise PayloadError("not an STK callback: Body.stkCallback.CheckoutRequestID/ResultCode missing") from exc
+    if not isinstance(checkout_id, str) or not 1 <= len(checkout_id) <= 64:
+        raise PayloadError("CheckoutRequestID is not a string")
+    if isinstance(result_code, bool) or not isinstance(result_code, (int, str)) or len(str(result_code)) > 32:
+        raise PayloadError("ResultCode is not a number")
+    desc = callback.get("ResultDesc")
+    return ParsedCallback(
+        checkout_request_id=checkout_id,
+        result_code=result_code,
+        result_desc=desc if isinstance(desc, str) else "",
+        metadata=_metadata_items(callback.get("CallbackMetadata")),
+    )
+
+
+def _metadata_items(raw: Any) -> dict[str, Any]:
+    # A list of name/value pairs whose length and order vary (Balance often has no Value).
+    items = raw.get("Item") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        return {}
+    return {
+        item["Name"]: item.get("Value")
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("Name"), str)
+    }
+
+
+def process_stk_callback(entry_id: int, paybill_id: int | None) -> payments.RecordOutcome:
+    """Parse and record one stored callback; every outcome is written back to its log row."""
+    entry = db.session.get(WebhookLog, entry_id)
+    try:
+        parsed = parse_stk_callback(json.loads(entry.payload))
+    except (ValueError, PayloadError) as exc:
+        mark(entry_id, "rejected", f"malformed: {exc}")
+        return payments.RecordOutcome("rejected", str(exc))
+    entry.checkout_request_id = parsed.checkout_request_id
+    entry.result_code = str(parsed.result_code)[:32]
+    entry.trans_id = payments._clean_receipt(parsed.metadata.get("MpesaReceiptNumber"))
+    db.session.commit()
+    return _record(entry_id, lambda: payments.record_stk_result(
+        parsed.checkout_request_id,
+        parsed.result_code,
+        parsed.result_desc,
+        metadata=parsed.metadata,
+        paybill_id=paybill_id,
+    ))
+
+
+def process_c2b_confirmation(entry_id: int, paybill: Paybill) -> payments.RecordOutcome:
+    entry = db.session.get(WebhookLog, entry_id)
+    try:
+        body = json.loads(entry.payload)
+        if not isinstance(body, dict):
+            raise PayloadError("not a JSON object")
+        trans_id, amount = body.get("TransID"), body.get("TransAmount")
+        bill_ref = body.get("BillRefNumber")
+        if not isinstance(trans_id, str) or amount is None:
+            raise PayloadError("TransID/TransAmount missing")
+        bill_ref = bill_ref if isinstance(bill_ref, str) else None
+    except (ValueError, PayloadError) as exc:
+        mark(entry_id, "rejected", f"malformed: {exc}")
+        return payments.RecordOutcome("rejected", str(exc))
+    entry.trans_id = trans_id[:32]
+    entry.bill_ref_number = (bill_ref or "")[:40] or None
+    db.session.commit()
+    return _record(entry_id, lambda: payments.record_c2b_payment(
+        trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill
+    ))
+
+
+_STATUS_FOR_ACTION = {
+    "paid": "processed",
+    "underpaid": "processed",
+    "failed": "processed",
+    "duplicate": "processed",
+    "unmatched": "processed",
+    "ignored": "ignored",
+    "rejected": "rejected",
+}
+
+
+def _record(entry_id: int, record: Any) -> payments.RecordOutcome:
+    try:
+        outcome = record()
+    except Exception as exc:  # keep it for the reprocessing job; Daraja still gets its answer
+        db.session.rollback()
+        log.exception("webhook %s processing failed", entry_id)
+        _mark_failed(entry_id, f"{type(exc).__name__}: {exc}")
+        return payments.RecordOutcome("failed_processing", str(exc))
+    detail = f"{outcome.action}: {outcome.detail}" if outcome.detail else outcome.action
+    mark(entry_id, _STATUS_FOR_ACTION.get(outcome.action, "processed"), detail)
+    return outcome
+
+
+def _mark_failed(entry_id: int, error: str) -> None:
+    try:
+        db.session.execute(
+            sa.update(WebhookLog)
+            .where(WebhookLog.id == entry_id)
+            .values(status="failed", error=error[:500], attempts=WebhookLog.attempts + 1)
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not mark webhook %s failed; it stays 'received' for the reprocessing job", entry_id)
+
+
+def process_early_callbacks(checkout_request_id: str) -> int:
+    """Callbacks that arrived before we had stored their CheckoutRequestID get processed now."""
+    early = db.session.scalars(
+        sa.select(WebhookLog).where(
+            WebhookLog.checkout_request_id == checkout_request_id,
+            WebhookLog.kind == "stk_callback",
+            WebhookLog.status == "ignored",
+        )
+    ).all()
+    for entry in early:
+        process_stk_callback(entry.id, entry.paybill_id)
+    return len(early)
+
+
+def reprocess_failed(limit: int = 100, *, older_than: timedelta = timedelta(seconds=10)) -> dict[str, int]:
+    """Retry webhooks whose processing failed (or never finished). Safe to run twice at once:
+    recording is idempotent, so a row processed by two workers still records its money once."""
+    cutoff = utcnow() - older_than
+    entries = db.session.scalars(
+        sa.select(WebhookLog)
+        .where(WebhookLog.status.in_(("failed", "received")), WebhookLog.received_at < cutoff)
+        .order_by(WebhookLog.id)
+        .limit(limit)
+    ).all()
+    counts = {"retried": 0, "processed": 0, "still_failed": 0}
+    for entry in entries:
+        counts["retried"] += 1
+        outcome = _reprocess_one(entry)
+        counts["still_failed" if outcome.action == "failed_processing" else "processed"] += 1
+    return counts
+
+
+def _reprocess_one(entry: WebhookLog) -> payments.RecordOutcome:
+    if entry.kind == "stk_callback":
+        return process_stk_callback(entry.id, entry.paybill_id)
+    if entry.kind == "c2b_confirmation" and entry.paybill_id:
+        paybill = db.session.get(Paybill, entry.paybill_id)
+        return process_c2b_confirmation(entry.id, paybill)
+    mark(entry.id, "ignored", "nothing to reprocess")
+    return payments.RecordOutcome("ignored")
+
+
+def purge_old(now: Any = None) -> int:
+    cutoff = (now or utcnow()) - RETENTION
+    deleted = db.session.execute(sa.delete(WebhookLog).where(WebhookLog.received_at < cutoff)).rowcount
+    db.session.commit()
+    return deleted

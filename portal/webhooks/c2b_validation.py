@@ -1,0 +1,50 @@
+"""C2B validation: accept unless the payment quotes one of our vouchers with too little money.
+
+Rejecting an underpayment here stops the customer being charged for nothing. Anything we do not
+recognise is accepted: the owner may use the paybill for other business, and an accepted payment
+we cannot match is kept for the owner rather than refused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from .. import webhook_log
+from ..extensions import db
+from ..models import Paybill, Payment, Voucher, WebhookLog
+from ..payments import parse_amount
+from ..vouchers import normalise_code
+
+ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
+REJECT_AMOUNT = {"ResultCode": "C2B00013", "ResultDesc": "Rejected"}
+
+
+def validation_answer(entry_id: int, paybill: Paybill | None) -> dict[str, Any]:
+    if paybill is None:
+        return ACCEPT  # rejected already in the log; Daraja's default action decides
+    entry = db.session.get(WebhookLog, entry_id)
+    try:
+        body = json.loads(entry.payload)
+        bill_ref = normalise_code(body.get("BillRefNumber")) if isinstance(body, dict) else ""
+        amount = parse_amount(body.get("TransAmount")) if isinstance(body, dict) else None
+    except ValueError:
+        webhook_log.mark(entry_id, "rejected", "malformed JSON; accepted by default")
+        return ACCEPT
+    expected = _expected_price(bill_ref) if bill_ref else None
+    if expected is not None and amount is not None and amount < expected:
+        webhook_log.mark(entry_id, "processed", f"rejected: KES {amount} below price KES {expected}")
+        return REJECT_AMOUNT
+    webhook_log.mark(entry_id, "processed", "accepted")
+    return ACCEPT
+
+
+def _expected_price(code: str) -> int | None:
+    return db.session.scalar(
+        sa.select(Payment.amount_expected)
+        .join(Voucher, Payment.voucher_id == Voucher.id)
+        .where(Voucher.code == code, Payment.status == "pending")
+        .limit(1)
+    )

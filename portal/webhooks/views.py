@@ -1,0 +1,69 @@
+"""Daraja's webhooks: store raw, authenticate, record, answer at once. Never touch a router here.
+
+Every path answers in Daraja's shape with HTTP 200, whatever happened: a wrong token or a
+malformed body is logged and changes nothing, and a uniform answer gives a guesser no signal.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .. import webhook_log
+from ..paybills import find_paybill_by_webhook_token
+from . import bp
+from .auth import caller_address, is_allowed_source
+from .c2b_validation import validation_answer
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+
+
+def _read_body() -> tuple[bytes, str | None]:
+    try:
+        return request.get_data(cache=False), None
+    except RequestEntityTooLarge:
+        return f"[body of {request.content_length} bytes refused: over 64 KB]".encode(), "body over 64 KB"
+
+
+def _store_and_authenticate(kind: str, token: str):  # type: ignore[no-untyped-def]
+    body, body_error = _read_body()
+    paybill = find_paybill_by_webhook_token(token)
+    remote = caller_address(request, current_app.config["PORTAL_TRUSTED_PROXIES"])
+    entry = webhook_log.store_raw(kind, body, remote_addr=remote, paybill_id=paybill.id if paybill else None)
+    problem = body_error
+    if problem is None and paybill is None:
+        problem = "unknown path token"
+    if problem is None and not is_allowed_source(remote, current_app.config["PORTAL_CALLBACK_ALLOWED_IPS"]):
+        problem = f"source address {remote} is not in the allow list"
+    if problem:
+        webhook_log.mark(entry.id, "rejected", problem)
+        log.warning("webhook %s rejected id=%s: %s", kind, entry.id, problem)
+        return entry, None
+    return entry, paybill
+
+
+@bp.post("/<token>/stk")
+def stk_callback(token: str):  # type: ignore[no-untyped-def]
+    entry, paybill = _store_and_authenticate("stk_callback", token)
+    if paybill is not None:
+        webhook_log.process_stk_callback(entry.id, paybill.id)
+    return jsonify(ACCEPTED)
+
+
+@bp.post("/<token>/c2b/confirm")
+def c2b_confirmation(token: str):  # type: ignore[no-untyped-def]
+    entry, paybill = _store_and_authenticate("c2b_confirmation", token)
+    if paybill is not None:
+        webhook_log.process_c2b_confirmation(entry.id, paybill)
+    return jsonify({"ResultCode": 0, "ResultDesc": "Success"})
+
+
+@bp.post("/<token>/c2b/validate")
+def c2b_validation(token: str):  # type: ignore[no-untyped-def]
+    entry, paybill = _store_and_authenticate("c2b_validation", token)
+    answer = validation_answer(entry.id, paybill)
+    return jsonify(answer)

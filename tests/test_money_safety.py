@@ -1,0 +1,285 @@
+"""Money is never lost: duplicates, races, silent callbacks, late successes, router and Daraja faults."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from portal import activations, reconciliation, webhook_log
+from portal.extensions import db
+from portal.models import Activation, Payment, StkInitiation, Voucher, WebhookLog, utcnow
+
+from .conftest import wait_until
+from .test_purchase_flow import HOTSPOT, _buy, _count, _initiation, _payment, _post_callback, _success_body
+
+SILENT_PHONE = "0700 099 999"  # the sandbox never calls back for this number
+
+
+def _age_initiation(purchase: str, seconds: int) -> None:
+    """Move an initiation into the past instead of sleeping through real minutes."""
+    initiation = _initiation(purchase)
+    db.session.execute(
+        sa.update(StkInitiation)
+        .where(StkInitiation.id == initiation.id)
+        .values(created_at=utcnow() - timedelta(seconds=seconds))
+    )
+    db.session.commit()
+
+
+def test_twenty_concurrent_identical_callbacks_record_one_payment(app, shop, customer, daraja, router_box, worker):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    body = _success_body(checkout_id, receipt="RACE000001")
+    barrier = threading.Barrier(20)
+
+    def deliver(_: int) -> int:
+        barrier.wait()
+        return _post_callback(app, shop.paybill.webhook_token, body).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(deliver, range(20)))
+
+    assert codes == [200] * 20
+    code = customer.wait_for(purchase, ("active",))["voucher"]
+    assert _count(Payment, Payment.status == "paid") == 1
+    assert _count(Activation) == 1
+    assert list(router_box.users) == [code]
+    assert _count(WebhookLog) == 20
+    assert _count(WebhookLog, WebhookLog.status == "processed") == 20
+
+
+def test_callback_racing_c2b_for_the_same_receipt_records_one_payment(app, shop, customer, daraja, router_box, worker):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    payment = _payment(purchase)
+    checkout_id = _initiation(purchase).checkout_request_id
+    barrier = threading.Barrier(2)
+
+    def callback() -> None:
+        barrier.wait()
+        _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, receipt="RACE000002"))
+
+    def c2b() -> None:
+        barrier.wait()
+        daraja.simulate_c2b("174379", 10, payment.voucher.code, trans_id="RACE000002")
+
+    for _ in range(3):  # several rounds: the second and third are pure duplicates
+        threads = [threading.Thread(target=callback), threading.Thread(target=c2b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    customer.wait_for(purchase, ("active",))
+    assert _count(Payment) == 1 and _count(Payment, Payment.receipt == "RACE000002") == 1
+    assert _count(Activation) == 1
+    assert list(router_box.users) == [payment.voucher.code]
+
+
+def test_a_callback_that_never_comes_is_found_by_reconciliation(shop, customer, daraja, router_box, worker):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    daraja.set_outcome(checkout_id, 0, send_callback=False)
+    _age_initiation(purchase, 40)
+
+    counts = reconciliation.reconcile_stuck_initiations()
+
+    assert counts["settled"] == 1
+    body = customer.wait_for(purchase, ("active",))
+    assert body["status"] == "active"
+    payment = _payment(purchase)
+    assert payment.status == "paid" and payment.source == "query" and payment.receipt is None
+    assert daraja.query_calls[checkout_id] == 1
+
+
+def test_still_processing_twice_then_success_activates_once(shop, customer, daraja, router_box, worker):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    daraja.set_outcome(checkout_id, 0, send_callback=False, pending_queries=2)
+
+    for expected in ("pending", "pending", "settled"):
+        _age_initiation(purchase, 40)
+        db.session.execute(sa.update(StkInitiation).values(last_query_at=None))
+        db.session.commit()
+        counts = reconciliation.reconcile_stuck_initiations()
+        assert counts[expected] == 1, (expected, counts)
+
+    # ...and the late callback, when it finally comes, is a duplicate.
+    daraja.send_callback(checkout_id)
+    customer.wait_for(purchase, ("active",))
+    assert _count(Payment, Payment.status == "paid") == 1 and _count(Activation) == 1
+    assert len(router_box.users) == 1
+    assert _payment(purchase).receipt  # the callback filled in the receipt the query could not give
+
+
+def test_a_success_after_the_initiation_expired_is_honoured(app, shop, customer, daraja, router_box, worker):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    _age_initiation(purchase, app.config["PORTAL_STK_EXPIRY_S"] + 5)
+    assert reconciliation.expire_unpaid_initiations() == 1
+    assert customer.status(purchase)["status"] == "expired"
+
+    _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, receipt="LATE000001"))
+
+    body = customer.wait_for(purchase, ("active",))
+    assert body["status"] == "active" and body["voucher"] in router_box.users
+
+
+def test_a_failure_never_downgrades_a_success(app, shop, customer, daraja, worker):
+    purchase = _buy(customer, shop)
+    customer.wait_for(purchase, ("active",))
+    checkout_id = _initiation(purchase).checkout_request_id
+    failure = {"Body": {"stkCallback": {"MerchantRequestID": "x", "CheckoutRequestID": checkout_id,
+                                        "ResultCode": 1032, "ResultDesc": "Request cancelled by user"}}}
+
+    _post_callback(app, shop.paybill.webhook_token, failure)
+
+    assert _payment(purchase).status == "paid" and _initiation(purchase).status == "completed"
+    assert customer.status(purchase)["status"] == "active"
+
+
+def test_router_down_then_back_activates_without_a_manual_step(shop, customer, daraja, router_box, worker):
+    router_box.refuse_connections(True)
+    purchase = _buy(customer, shop)
+    wait_until(lambda: _count(Activation, Activation.status == "failed"), timeout=10)
+    activation = db.session.scalars(sa.select(Activation)).one()
+    assert activation.last_error and "Unreachable" in activation.last_error
+    assert customer.status(purchase)["status"] == "paid"  # money in; the customer sees progress
+
+    router_box.refuse_connections(False)
+    body = customer.wait_for(purchase, ("active",), timeout=20)
+
+    assert body["status"] == "active" and body["voucher"] in router_box.users
+    assert _count(Activation, Activation.status == "done") == 1
+
+
+def test_connection_dropped_mid_command_is_retried_and_done_once(shop, customer, daraja, router_box, worker):
+    # Warm the connection, then drop it on the next command.
+    purchase = _buy(customer, shop)
+    customer.wait_for(purchase, ("active",))
+    router_box.drop_connections_on_next_command(1)
+
+    second = _buy(customer, shop, phone="0712 000 111")
+    body = customer.wait_for(second, ("active",), timeout=20)
+
+    assert body["status"] == "active"
+    assert len(router_box.users) == 2
+    assert _count(Activation, Activation.status == "done") == 2
+
+
+def test_activation_claims_are_exclusive(app, shop, customer, daraja, router_box):
+    purchase = _buy(customer, shop)
+    wait_until(lambda: _count(Activation), timeout=5)
+
+    with ThreadPoolExecutor(4) as pool:
+        claims = list(pool.map(lambda _: _claim_in_context(app), range(4)))
+
+    assert sorted(len(c) for c in claims) == [0, 0, 0, 1]
+    assert activations.run_activation(next(c for c in claims if c)[0])
+    assert customer.status(purchase)["status"] == "active"
+
+
+def _claim_in_context(app) -> list[int]:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        try:
+            return activations.claim_due_activations(worker_id=threading.current_thread().name)
+        finally:
+            db.session.remove()
+
+
+def test_an_abandoned_claim_is_picked_up_after_its_lease(app, shop, customer, daraja, router_box):
+    purchase = _buy(customer, shop)
+    wait_until(lambda: _count(Activation), timeout=5)
+    assert activations.claim_due_activations(worker_id="dead-worker")
+    assert activations.claim_due_activations(worker_id="other") == []  # lease still held
+
+    db.session.execute(sa.update(Activation).values(lease_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+    assert activations.run_due_activations() == 1
+    assert customer.status(purchase)["status"] == "active"
+    assert db.session.scalars(sa.select(Activation)).one().attempts == 2
+
+
+def test_retry_delays_grow_and_are_capped():
+    delays = [activations.retry_delay(n) for n in range(1, 20)]
+    assert delays[0] <= 2.0
+    assert max(delays) <= activations.RETRY_CAP_S
+    assert activations.retry_delay(12) >= activations.RETRY_CAP_S * 0.5
+
+
+def test_webhook_that_hit_a_database_error_is_reprocessed(app, shop, customer, daraja, worker, monkeypatch):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    real = webhook_log.payments.record_stk_result
+    calls = {"n": 0}
+
+    def locked_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sa.exc.OperationalError("UPDATE payments", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(webhook_log.payments, "record_stk_result", locked_once)
+    answer = _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, receipt="RETRY00001"))
+
+    assert answer.status_code == 200 and answer.json()["ResultCode"] == 0
+    entry = db.session.scalars(sa.select(WebhookLog)).one()
+    assert entry.status == "failed" and "locked" in entry.error
+    assert _payment(purchase).status == "pending"
+
+    counts = webhook_log.reprocess_failed(older_than=timedelta(0))
+
+    assert counts == {"retried": 1, "processed": 1, "still_failed": 0}
+    db.session.expire_all()
+    assert db.session.get(WebhookLog, entry.id).status == "processed"
+    assert customer.wait_for(purchase, ("active",))["status"] == "active"
+
+
+def test_old_webhook_logs_are_purged(app, shop):
+    webhook_log.store_raw("stk_callback", b"{}", remote_addr="127.0.0.1", paybill_id=None)
+    old = webhook_log.store_raw("stk_callback", b"{}", remote_addr="127.0.0.1", paybill_id=None)
+    db.session.execute(sa.update(WebhookLog).where(WebhookLog.id == old.id).values(received_at=utcnow() - timedelta(days=91)))
+    db.session.commit()
+
+    assert webhook_log.purge_old() == 1
+    assert _count(WebhookLog) == 1
+
+
+def test_spent_wall_clock_vouchers_are_removed_from_the_router(shop, customer, daraja, router_box, worker):
+    purchase = _buy(customer, shop)
+    code = customer.wait_for(purchase, ("active",))["voucher"]
+    assert any(s["user"] == code for s in router_box.active.values())
+    db.session.execute(sa.update(Voucher).values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+    assert reconciliation.expire_spent_vouchers() == 1
+
+    wait_until(lambda: code not in router_box.users, timeout=10)
+    assert code not in router_box.users
+    assert not any(s["user"] == code for s in router_box.active.values())
+    assert _payment(purchase).voucher.status == "expired"
+
+
+def test_healthz_reports_database_and_backlog(app, shop, customer, daraja):
+    _buy(customer, shop, phone=SILENT_PHONE)
+    response = requests.get(f"{app.live_url}/healthz", timeout=5)
+    body = response.json()
+    assert response.status_code == 200 and body["database"] == "ok"
+    assert body["stuck_initiations"] == 0 and "jobs" in body
+
+
+@pytest.fixture
+def unreachable_db_app(tmp_path):  # type: ignore[no-untyped-def]
+    from .conftest import build_app
+
+    return build_app("postgresql://nobody@127.0.0.1:1/none", "http://127.0.0.1:1")
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(unreachable_db_app):
+    response = unreachable_db_app.test_client().get("/healthz")
+    assert response.status_code == 503 and response.json["database"] == "unreachable"
