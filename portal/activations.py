@@ -174,10 +174,6 @@ def _load_work(activation_id: int) -> ActivationWork | None:
     return work
 
 
-_known_profiles: dict[tuple[int, str], str | None] = {}
-_known_profiles_lock = threading.Lock()
-
-
 def _do_router_work(work: ActivationWork) -> None:
     from .routers import connection_for
 
@@ -187,7 +183,20 @@ def _do_router_work(work: ActivationWork) -> None:
     if work.kind == "remove":
         hotspot.remove_hotspot_user(conn, work.code)
         return
-    _ensure_profile_once(conn, work)
+    profiles = _profile_cache()
+    profiles.ensure(conn, work)
+    try:
+        _add_user(conn, work)
+    except RouterCommandFailed as exc:
+        if "profile" not in exc.trap_message:
+            raise
+        profiles.forget(work.router_id)  # our profile is gone from the router (reset?): recreate it
+        profiles.ensure(conn, work)
+        _add_user(conn, work)
+    _login_device_if_known(conn, work)
+
+
+def _add_user(conn: object, work: ActivationWork) -> None:
     hotspot.add_hotspot_user(
         conn,
         work.code,
@@ -198,25 +207,35 @@ def _do_router_work(work: ActivationWork) -> None:
         comment=work.comment,
         server=work.hotspot_server,
     )
-    _login_device_if_known(conn, work)
 
 
-def _ensure_profile_once(conn: object, work: ActivationWork) -> None:
-    # The profile rarely changes; checking it on every activation would double the router calls.
-    key = (work.router_id, work.profile)
-    with _known_profiles_lock:
-        if key in _known_profiles and _known_profiles[key] == work.rate_limit:
-            return
-    hotspot.ensure_profile(conn, work.profile, rate_limit=work.rate_limit, shared_users=1)
-    with _known_profiles_lock:
-        _known_profiles[key] = work.rate_limit
+class ProfileCache:
+    """Profiles this app has already made match their plan, per router.
+
+    The profile rarely changes; checking it on every activation would double the router calls.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[int, str], str | None] = {}
+        self._lock = threading.Lock()
+
+    def ensure(self, conn: object, work: ActivationWork) -> None:
+        key = (work.router_id, work.profile)
+        with self._lock:
+            if key in self._known and self._known[key] == work.rate_limit:
+                return
+        hotspot.ensure_profile(conn, work.profile, rate_limit=work.rate_limit, shared_users=1)
+        with self._lock:
+            self._known[key] = work.rate_limit
+
+    def forget(self, router_id: int) -> None:
+        with self._lock:
+            for key in [k for k in self._known if k[0] == router_id]:
+                del self._known[key]
 
 
-def forget_router_profiles(router_id: int) -> None:
-    """After a router reboot or reset the profiles may be gone; the next activation recreates them."""
-    with _known_profiles_lock:
-        for key in [k for k in _known_profiles if k[0] == router_id]:
-            del _known_profiles[key]
+def _profile_cache() -> ProfileCache:
+    return current_app.extensions.setdefault("portal_profile_cache", ProfileCache())
 
 
 def _login_device_if_known(conn: object, work: ActivationWork) -> None:
@@ -267,8 +286,6 @@ def _record_failure(work: ActivationWork, exc: Exception) -> None:
     router.last_error = activation.last_error
     if isinstance(exc, RouterLoginFailed):
         router.login_refused_at = now
-    if isinstance(exc, RouterCommandFailed) and "profile" in exc.trap_message:
-        forget_router_profiles(work.router_id)  # someone removed our profile on the router
     db.session.commit()
     log.warning(
         "activation %s failed voucher=%s router=%s attempt=%s retry_in=%.0fs: %s",

@@ -35,11 +35,12 @@ def test_twenty_concurrent_identical_callbacks_record_one_payment(app, shop, cus
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     checkout_id = _initiation(purchase).checkout_request_id
     body = _success_body(checkout_id, receipt="RACE000001")
+    token = shop.paybill.webhook_token
     barrier = threading.Barrier(20)
 
     def deliver(_: int) -> int:
         barrier.wait()
-        return _post_callback(app, shop.paybill.webhook_token, body).status_code
+        return _post_callback(app, token, body).status_code
 
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(deliver, range(20)))
@@ -57,15 +58,16 @@ def test_callback_racing_c2b_for_the_same_receipt_records_one_payment(app, shop,
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     payment = _payment(purchase)
     checkout_id = _initiation(purchase).checkout_request_id
+    token, code = shop.paybill.webhook_token, payment.voucher.code
     barrier = threading.Barrier(2)
 
     def callback() -> None:
         barrier.wait()
-        _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, receipt="RACE000002"))
+        _post_callback(app, token, _success_body(checkout_id, receipt="RACE000002"))
 
     def c2b() -> None:
         barrier.wait()
-        daraja.simulate_c2b("174379", 10, payment.voucher.code, trans_id="RACE000002")
+        daraja.simulate_c2b("174379", 10, code, trans_id="RACE000002")
 
     for _ in range(3):  # several rounds: the second and third are pure duplicates
         threads = [threading.Thread(target=callback), threading.Thread(target=c2b)]
@@ -77,13 +79,14 @@ def test_callback_racing_c2b_for_the_same_receipt_records_one_payment(app, shop,
     customer.wait_for(purchase, ("active",))
     assert _count(Payment) == 1 and _count(Payment, Payment.receipt == "RACE000002") == 1
     assert _count(Activation) == 1
-    assert list(router_box.users) == [payment.voucher.code]
+    assert list(router_box.users) == [code]
 
 
 def test_a_callback_that_never_comes_is_found_by_reconciliation(shop, customer, daraja, router_box, worker):
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     checkout_id = _initiation(purchase).checkout_request_id
     daraja.set_outcome(checkout_id, 0, send_callback=False)
+    wait_until(lambda: daraja.push_status(checkout_id)["is_completed"], timeout=5)  # paid; callback lost
     _age_initiation(purchase, 40)
 
     counts = reconciliation.reconcile_stuck_initiations()
@@ -100,6 +103,7 @@ def test_still_processing_twice_then_success_activates_once(shop, customer, dara
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     checkout_id = _initiation(purchase).checkout_request_id
     daraja.set_outcome(checkout_id, 0, send_callback=False, pending_queries=2)
+    wait_until(lambda: daraja.push_status(checkout_id)["is_completed"], timeout=5)
 
     for expected in ("pending", "pending", "settled"):
         _age_initiation(purchase, 40)

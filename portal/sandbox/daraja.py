@@ -17,6 +17,12 @@ with ``enforce_subscriber_lock = False`` when tests push to one phone repeatedly
 containing "mpesa"/"safaricom" are refused; till pushes need the store number as
 BusinessShortCode and the till as PartyB, or the callback says 2028.
 
+Other knobs: ``reject_phones`` (well-formed numbers refused with "Invalid PhoneNumber"),
+``query_pending_shape`` ("error" = HTTP 500 500.001.1001, or "4999"), ``fail_mode`` ("500" or
+"hang": every API call answers a bare HTTP 500, or stalls until the mode is cleared, ``stop()`` or
+30 s, then carries on normally), ``token_ttl_s``, ``invalidate_token()``, ``c2b_on_stk``.
+``simulate_c2b`` needs URLs registered first (through the API or ``register_c2b_urls``).
+
 A human control page lives at ``GET /sandbox`` (approve/cancel/timeout buttons, a C2B form).
 Nothing happens at import time; ``start()`` opens the socket and threads.
 """
