@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.fernet import Fernet
 
@@ -42,6 +43,9 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "PORTAL_ROUTER_CONNECT_TIMEOUT_S": _float(env, "PORTAL_ROUTER_CONNECT_TIMEOUT_S", 5.0),
         "PORTAL_ROUTER_COMMAND_TIMEOUT_S": _float(env, "PORTAL_ROUTER_COMMAND_TIMEOUT_S", 10.0),
         "PORTAL_DARAJA_TIMEOUT_S": _float(env, "PORTAL_DARAJA_TIMEOUT_S", 10.0),
+        # After this many failures in a row, purchases fail fast for the cool-off, then one trial.
+        "PORTAL_DARAJA_BREAKER_FAILURES": _int(env, "PORTAL_DARAJA_BREAKER_FAILURES", 5),
+        "PORTAL_DARAJA_BREAKER_COOL_OFF_S": _float(env, "PORTAL_DARAJA_BREAKER_COOL_OFF_S", 30.0),
         "PORTAL_RECONCILE_AFTER_S": _int(env, "PORTAL_RECONCILE_AFTER_S", 30),
         # Run every scheduled job this often instead of its own interval (tests and demos).
         "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cryptography.fernet import InvalidToken, MultiFernet, Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 
 

@@ -10,7 +10,6 @@ from sqlalchemy.engine import Engine
 
 from .extensions import db
 
-
 _thread_state = threading.local()
 
 

@@ -13,6 +13,7 @@ from .config import PRODUCTION_DARAJA_URL, SANDBOX_DARAJA_URL
 from .crypto import decrypt_secret, encrypt_secret, fingerprint
 from .extensions import db
 from .models import Paybill, Router, User, utcnow
+from .mpesa.breaker import CircuitBreaker
 from .mpesa.client import CachedToken, DarajaAccount, DarajaClient
 
 WEBHOOK_TOKEN_BYTES = 16  # 128 bits
@@ -110,8 +111,15 @@ def daraja_client(paybill: Paybill) -> DarajaClient:
     base_url = daraja_base_url(paybill)
     clients = current_app.extensions.setdefault("portal_daraja_clients", {})
     if base_url not in clients:
-        read_timeout = current_app.config["PORTAL_DARAJA_TIMEOUT_S"]
-        clients[base_url] = DarajaClient(base_url, timeout=(3.05, read_timeout))
+        cfg = current_app.config
+        breaker = CircuitBreaker(
+            failure_threshold=cfg["PORTAL_DARAJA_BREAKER_FAILURES"], cool_off_s=cfg["PORTAL_DARAJA_BREAKER_COOL_OFF_S"]
+        )
+        # One retry only: a customer's request must fail in seconds, not wait out a long backoff;
+        # the scheduled jobs simply try again on their next run.
+        clients[base_url] = DarajaClient(
+            base_url, timeout=(3.05, cfg["PORTAL_DARAJA_TIMEOUT_S"]), retries=1, breaker=breaker
+        )
     return clients[base_url]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import activations
 from .extensions import db
-from .models import Payment, Paybill, Plan, Router, StkInitiation, Voucher, utcnow
+from .models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
 from .mpesa.errors import DarajaError, DarajaUnavailable
 from .mpesa.phones import mask_phone, normalise_phone
 from .mpesa.result_codes import meaning_of, rejection_message

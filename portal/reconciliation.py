@@ -18,7 +18,7 @@ from flask import current_app
 
 from . import activations, payments
 from .extensions import db
-from .models import Payment, Paybill, StkInitiation, Voucher, utcnow
+from .models import Paybill, Payment, StkInitiation, Voucher, utcnow
 from .mpesa.errors import DarajaError, DarajaRejected
 from .paybills import prepare_daraja_call
 

@@ -12,6 +12,7 @@ from .extensions import db
 from .models import Router, User
 from .routeros.connection import RouterConnection, RouterCredentials, RouterPool
 
+
 def router_pool() -> RouterPool:
     """One pool per app (and so per process): one reused, locked connection per router."""
     pool = current_app.extensions.get("portal_router_pool")

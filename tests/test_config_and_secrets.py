@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from portal import create_app
 from portal.config import ConfigError
 from portal.extensions import db
-from portal.paybills import PaybillTokenStore
-from portal.mpesa.client import CachedToken
 from portal.models import utcnow
+from portal.mpesa.client import CachedToken
+from portal.paybills import PaybillTokenStore
 
 from .conftest import CONSUMER_KEY, CONSUMER_SECRET, SANDBOX_PASSKEY
 

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import Activation, Payment, StkInitiation, Voucher, WebhookLog, utcnow
 
 from .conftest import wait_until
-from .test_purchase_flow import HOTSPOT, _buy, _count, _initiation, _payment, _post_callback, _success_body
+from .test_purchase_flow import _buy, _count, _initiation, _payment, _post_callback, _success_body
 
 SILENT_PHONE = "0700 099 999"  # the sandbox never calls back for this number
 

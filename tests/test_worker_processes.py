@@ -112,7 +112,10 @@ def test_two_workers_under_simulated_traffic_activate_every_paid_voucher_exactly
 
     db.session.expire_all()
     paid = db.session.scalars(sa.select(Payment).where(Payment.status == "paid")).all()
-    assert len(paid) >= seconds  # traffic really happened
+    statuses = {p.status for p in db.session.scalars(sa.select(Payment))}
+    by_status = {s: _count(Payment, Payment.status == s) for s in statuses}
+    assert len(paid) >= len(purchases) // 2, (len(purchases), by_status)  # traffic really happened
+    assert _count(Payment, Payment.status == "pending") == 0, by_status
     for payment in paid:
         assert payment.voucher.status == "active", (payment.id, payment.voucher.status)
     active_codes = set(db.session.scalars(sa.select(Voucher.code).where(Voucher.status == "active")))
@@ -127,7 +130,7 @@ def test_two_workers_under_simulated_traffic_activate_every_paid_voucher_exactly
 def _traffic_step(app, shop, customer, daraja, rng, n, day) -> str:  # type: ignore[no-untyped-def]
     roll = rng.random()
     plan = day if n % 5 == 0 else shop.plan
-    phone = f"07{n:08d}"
+    phone = f"0711{n:06d}"
     if roll < 0.15:
         phone = "0700 099 999"  # silent: settled by reconciliation, or by a C2B payment below
     elif roll < 0.22:
