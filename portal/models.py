@@ -119,6 +119,9 @@ class Paybill(db.Model):
     last_token_refresh: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_token_error: Mapped[str | None] = mapped_column(sa.String(500))
     last_token_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A worker fetching this paybill's token holds it until then, so two never fetch at once
+    # (each fetch would invalidate the other's token).
+    token_refresh_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The webhook path token is a secret: only its hash is searchable, the value is kept encrypted
     # so the portal can rebuild the URLs it gives Daraja.
     webhook_token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)

@@ -13,11 +13,12 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from . import activations
@@ -246,6 +247,8 @@ def record_stk_result(
     initiation = db.session.scalars(
         sa.select(StkInitiation).where(StkInitiation.checkout_request_id == checkout_request_id)
     ).first()
+    if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
+        initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
     if initiation is None:
         return RecordOutcome("ignored", "unknown CheckoutRequestID")
     if paybill_id is not None and initiation.paybill_id != paybill_id:
@@ -269,6 +272,39 @@ def record_stk_result(
         result_code=code,
     )
     return outcome
+
+
+def _adopt_unanswered_push(checkout_request_id: str, meta: dict[str, Any], paybill_id: int) -> StkInitiation | None:
+    """A push that timed out on our side may still have reached the phone; its callback then
+    carries a CheckoutRequestID we never learned. Match it by paybill, phone and amount among
+    recent outcome-unknown pushes, and only when exactly one fits."""
+    phone, amount = str(meta.get("PhoneNumber") or ""), parse_amount(meta.get("Amount"))
+    if not phone or amount is None:
+        return None
+    since = utcnow() - timedelta(seconds=2 * current_app.config["PORTAL_STK_EXPIRY_S"])
+    candidates = db.session.scalars(
+        sa.select(StkInitiation).where(
+            StkInitiation.outcome_unknown.is_(True),
+            StkInitiation.checkout_request_id.is_(None),
+            StkInitiation.paybill_id == paybill_id,
+            StkInitiation.phone_number == phone,
+            StkInitiation.amount == amount,
+            StkInitiation.created_at >= since,
+        )
+    ).all()
+    if len(candidates) != 1:
+        return None
+    claimed = db.session.execute(
+        sa.update(StkInitiation)
+        .where(StkInitiation.id == candidates[0].id, StkInitiation.checkout_request_id.is_(None))
+        .values(checkout_request_id=checkout_request_id)
+    ).rowcount
+    db.session.commit()
+    if not claimed:
+        return None
+    log.info("adopted callback checkout=%s for outcome-unknown push voucher=%s", checkout_request_id, candidates[0].account_reference)
+    db.session.refresh(candidates[0])
+    return candidates[0]
 
 
 def _record_stk_failure(initiation: StkInitiation, code: str, desc: str) -> RecordOutcome:
@@ -299,8 +335,12 @@ def record_c2b_payment(
     amount: int | str | float | Decimal | None,
     bill_ref: str | None,
     paybill: Paybill,
+    shortcode: str | None = None,
 ) -> RecordOutcome:
     """Record a C2B confirmation, exactly once per TransID. One transaction; commits.
+
+    ``shortcode`` (the payload's BusinessShortCode) must be this paybill's number or store number:
+    a confirmation sent to one paybill's secret URL cannot pay into another's.
 
     Matching order: the STK initiation whose AccountReference is the BillRefNumber (its phone is the
     customer's, since C2B only sends a masked MSISDN) → the voucher with that code → otherwise an
@@ -310,6 +350,8 @@ def record_c2b_payment(
     value = parse_amount(amount)
     if receipt is None or value is None:
         return RecordOutcome("rejected", "missing TransID or amount")
+    if shortcode is not None and str(shortcode).strip() not in {paybill.number, paybill.store_number}:
+        return RecordOutcome("rejected", f"BusinessShortCode {str(shortcode)[:12]!r} is not this paybill's")
     code = normalise_code(bill_ref)
     initiation = _latest_initiation_for_code(code, paybill.id) if code else None
     if initiation is not None:
@@ -549,6 +591,14 @@ def purchase_status(payment: Payment) -> PurchaseStatus:
             "Hatukupata jibu la M-Pesa kwa wakati. Kama pesa imetoka, weka nambari ya M-Pesa kutoka kwa SMS.",
             reason="expired",
             can_retry=True,
+        )
+    if initiation is not None and initiation.outcome_unknown and initiation.checkout_request_id is None:
+        return PurchaseStatus(
+            "pending",
+            None,
+            "M-Pesa is slow to answer. If a prompt appears on your phone, enter your PIN; if not, try again in a minute.",
+            "M-Pesa inachelewa kujibu. Ujumbe ukifika kwenye simu yako, weka PIN; usipofika, jaribu tena baada ya dakika moja.",
+            reason="slow",
         )
     return PurchaseStatus(
         "pending",

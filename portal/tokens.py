@@ -64,18 +64,20 @@ def _refresh_in_context(app: Flask, paybill_id: int, force: bool) -> RefreshResu
             db.session.remove()
 
 
+CLAIM_FOR = timedelta(seconds=30)
+
+
 def _claim(paybill_id: int, force: bool) -> bool:
-    """Only one worker fetches a given paybill's token per minute."""
+    """Only one worker fetches a given paybill's token at a time, and only while it is due."""
     now = utcnow()
-    recent = now - timedelta(minutes=1)
-    due_before = now + REFRESH_WHEN_LESS_THAN
-    condition = sa.or_(Paybill.last_token_refresh.is_(None), Paybill.last_token_refresh < recent)
+    condition = sa.or_(Paybill.token_refresh_claimed_until.is_(None), Paybill.token_refresh_claimed_until < now)
     if not force:
+        due_before = now + REFRESH_WHEN_LESS_THAN
         condition = sa.and_(
             condition, sa.or_(Paybill.token_expires_at.is_(None), Paybill.token_expires_at <= due_before)
         )
     won = db.session.execute(
-        sa.update(Paybill).where(Paybill.id == paybill_id, condition).values(last_token_refresh=now)
+        sa.update(Paybill).where(Paybill.id == paybill_id, condition).values(token_refresh_claimed_until=now + CLAIM_FOR)
     ).rowcount == 1
     db.session.commit()
     return won
@@ -86,21 +88,27 @@ def refresh_paybill_token(paybill_id: int, *, force: bool = False) -> RefreshRes
     label = _label(paybill)
     call = prepare_daraja_call(paybill)
     if not _claim(paybill_id, force):
-        return RefreshResult(paybill_id, label, "still valid", "refreshed by another worker")
+        return RefreshResult(paybill_id, label, "still valid", "being refreshed by another worker")
     try:
         token = call.client.fetch_token(call.account)
     except DarajaError as exc:
         _record_error(paybill_id, exc)
         return RefreshResult(paybill_id, label, "failed", str(exc))
     call.tokens.save(token)
+    _release_claim(paybill_id)
     return RefreshResult(paybill_id, label, "refreshed", f"expires {token.expires_at:%H:%M} UTC")
+
+
+def _release_claim(paybill_id: int) -> None:
+    db.session.execute(sa.update(Paybill).where(Paybill.id == paybill_id).values(token_refresh_claimed_until=None))
+    db.session.commit()
 
 
 def _record_error(paybill_id: int, exc: Exception) -> None:
     db.session.execute(
         sa.update(Paybill)
         .where(Paybill.id == paybill_id)
-        .values(last_token_error=str(exc)[:500], last_token_error_at=utcnow(), last_token_refresh=None)
+        .values(last_token_error=str(exc)[:500], last_token_error_at=utcnow(), token_refresh_claimed_until=None)
     )
     db.session.commit()
     log.warning("token refresh failed paybill=%s: %s", paybill_id, exc)

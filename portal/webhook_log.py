@@ -119,9 +119,11 @@ def process_c2b_confirmation(entry_id: int, paybill: Paybill) -> payments.Record
         if not isinstance(body, dict):
             raise PayloadError("not a JSON object")
         trans_id, amount = body.get("TransID"), body.get("TransAmount")
-        bill_ref = body.get("BillRefNumber")
+        bill_ref, shortcode = body.get("BillRefNumber"), body.get("BusinessShortCode")
         if not isinstance(trans_id, str) or amount is None:
             raise PayloadError("TransID/TransAmount missing")
+        if not isinstance(shortcode, (str, int)) or isinstance(shortcode, bool):
+            raise PayloadError("BusinessShortCode missing")
         bill_ref = bill_ref if isinstance(bill_ref, str) else None
     except (ValueError, PayloadError) as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
@@ -130,7 +132,7 @@ def process_c2b_confirmation(entry_id: int, paybill: Paybill) -> payments.Record
     entry.bill_ref_number = (bill_ref or "")[:40] or None
     db.session.commit()
     return _record(entry_id, lambda: payments.record_c2b_payment(
-        trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill
+        trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill, shortcode=str(shortcode)
     ))
 
 
