@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        if exc.response is not None:  # a view already chose its answer (e.g. 413 to Daraja)
+            return exc.response
         return _render(exc.code or 500, exc.name, exc.description or "")
 
     @app.errorhandler(Exception)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, jsonify, request
+from flask import abort, current_app, jsonify, make_response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import webhook_log
@@ -42,6 +42,8 @@ def _store_and_authenticate(kind: str, token: str):  # type: ignore[no-untyped-d
     if problem:
         webhook_log.mark(entry.id, "rejected", problem)
         log.warning("webhook %s rejected id=%s: %s", kind, entry.id, problem)
+        if body_error:
+            abort(make_response(jsonify({"ResultCode": 1, "ResultDesc": "Rejected: body over 64 KB"}), 413))
         return entry, None
     return entry, paybill
 
