@@ -498,8 +498,8 @@ def _record_unmatched(
         status="unmatched",
         receipt=receipt,
         source=source,
-        bill_ref=(bill_ref or "")[:40] or None,
-        note=note[:300],
+        bill_ref=(bill_ref or "").replace("\x00", "")[:40] or None,
+        note=note.replace("\x00", "")[:300],
         paid_at=utcnow(),
     )
     db.session.add(payment)

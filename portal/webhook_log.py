@@ -25,11 +25,19 @@ RETENTION = timedelta(days=90)
 MAX_STORED_BODY = 64 * 1024
 
 
+def storable(text: str | None, limit: int | None = None) -> str | None:
+    """Text PostgreSQL can keep: NUL is the one character a text column refuses."""
+    if text is None:
+        return None
+    cleaned = text.replace("\x00", "\ufffd")
+    return cleaned[:limit] if limit else cleaned
+
+
 def store_raw(kind: str, body: bytes, *, remote_addr: str | None, paybill_id: int | None) -> WebhookLog:
-    """Commit the raw request before anything else looks at it."""
+    """Commit the raw request before anything else looks at it (NUL bytes become U+FFFD)."""
     entry = WebhookLog(
         kind=kind,
-        payload=body[:MAX_STORED_BODY].decode("utf-8", errors="replace"),
+        payload=storable(body[:MAX_STORED_BODY].decode("utf-8", errors="replace")),
         remote_addr=(remote_addr or "")[:45] or None,
         paybill_id=paybill_id,
     )
@@ -42,7 +50,7 @@ def mark(entry_id: int, status: str, error: str | None = None) -> None:
     db.session.execute(
         sa.update(WebhookLog)
         .where(WebhookLog.id == entry_id)
-        .values(status=status, error=(error or None) and error[:500], processed_at=utcnow())
+        .values(status=status, error=storable(error or None, 500), processed_at=utcnow())
     )
     db.session.commit()
 
@@ -99,8 +107,8 @@ def process_stk_callback(entry_id: int, paybill_id: int | None) -> payments.Reco
     except (ValueError, PayloadError) as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
         return payments.RecordOutcome("rejected", str(exc))
-    entry.checkout_request_id = parsed.checkout_request_id
-    entry.result_code = str(parsed.result_code)[:32]
+    entry.checkout_request_id = storable(parsed.checkout_request_id, 64)
+    entry.result_code = storable(str(parsed.result_code), 32)
     entry.trans_id = payments._clean_receipt(parsed.metadata.get("MpesaReceiptNumber"))
     db.session.commit()
     return _record(entry_id, lambda: payments.record_stk_result(
@@ -128,8 +136,8 @@ def process_c2b_confirmation(entry_id: int, paybill: Paybill) -> payments.Record
     except (ValueError, PayloadError) as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
         return payments.RecordOutcome("rejected", str(exc))
-    entry.trans_id = trans_id[:32]
-    entry.bill_ref_number = (bill_ref or "")[:40] or None
+    entry.trans_id = storable(trans_id, 32)
+    entry.bill_ref_number = storable(bill_ref or "", 40) or None
     db.session.commit()
     return _record(entry_id, lambda: payments.record_c2b_payment(
         trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill, shortcode=str(shortcode)
