@@ -57,6 +57,7 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "reconcile_initiations": (reconciliation.reconcile_stuck_initiations, {"seconds": 10}),
     "expire_initiations": (reconciliation.expire_unpaid_initiations, {"seconds": 30}),
     "expire_vouchers": (reconciliation.expire_spent_vouchers, {"seconds": 30}),
+    "expire_used_up_vouchers": (reconciliation.expire_used_up_vouchers, {"minutes": 1}),
     "reprocess_webhooks": (webhook_log.reprocess_failed, {"seconds": 30}),
     "purge_webhook_logs": (webhook_log.purge_old, {"hours": 6}),
 }

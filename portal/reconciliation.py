@@ -137,15 +137,61 @@ def expire_spent_vouchers() -> int:
     due = db.session.scalars(
         sa.select(Voucher).where(Voucher.status == "active", Voucher.expires_at.is_not(None), Voucher.expires_at < now).limit(500)
     ).all()
-    count = 0
-    for voucher in due:
-        changed = db.session.execute(
-            sa.update(Voucher).where(Voucher.id == voucher.id, Voucher.status == "active").values(status="expired")
-        ).rowcount
-        if changed:
-            activations.queue_removal(voucher)
-            count += 1
-        db.session.commit()
+    count = _expire_vouchers([voucher.id for voucher in due])
     if count:
         activations.wake_worker()
+    return count
+
+
+def expire_used_up_vouchers() -> dict[str, int]:
+    """Vouchers whose time or data the router has counted down to zero: mark expired, remove.
+
+    Connected-time plans are measured by the router (``limit-uptime`` is cumulative online
+    time), so only the router knows when they end. One print per router with such vouchers; a
+    router that cannot be reached is skipped until the next run.
+    """
+    from .models import Plan, Router
+    from .routeros import hotspot
+    from .routeros.errors import RouterError
+    from .routers import connection_for
+
+    active = db.session.execute(
+        sa.select(Voucher.id, Voucher.code, Voucher.router_id)
+        .join(Plan, Voucher.plan_id == Plan.id)
+        .where(
+            Voucher.status == "active",
+            sa.or_(Plan.validity_mode == "connected_time", Plan.data_limit_bytes.is_not(None)),
+        )
+    ).all()
+    by_router: dict[int, dict[str, int]] = defaultdict(dict)
+    for voucher_id, code, router_id in active:
+        by_router[router_id][code] = voucher_id
+    counts = {"routers": 0, "expired": 0, "unreachable": 0}
+    for router_id, vouchers in by_router.items():
+        conn = connection_for(db.session.get(Router, router_id))
+        db.session.commit()  # no transaction held across the router call
+        try:
+            usage = hotspot.list_user_usage(conn)
+        except RouterError as exc:
+            log.info("usage check skipped router=%s: %s", router_id, exc)
+            counts["unreachable"] += 1
+            continue
+        counts["routers"] += 1
+        spent = [vouchers[u.name] for u in usage if u.name in vouchers and u.is_used_up]
+        counts["expired"] += _expire_vouchers(spent)
+    if counts["expired"]:
+        activations.wake_worker()
+    return counts
+
+
+def _expire_vouchers(voucher_ids: list[int]) -> int:
+    count = 0
+    for voucher_id in voucher_ids:
+        changed = db.session.execute(
+            sa.update(Voucher).where(Voucher.id == voucher_id, Voucher.status == "active").values(status="expired")
+        ).rowcount
+        if changed:
+            activations.queue_removal(db.session.get(Voucher, voucher_id))
+            count += 1
+        db.session.commit()
     return count

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import Activation, Payment, StkInitiation, Voucher, WebhookLog, utcnow
 
 from .conftest import wait_until
-from .test_purchase_flow import _buy, _count, _initiation, _payment, _post_callback, _success_body
+from .test_purchase_flow import HOTSPOT, _buy, _count, _initiation, _payment, _post_callback, _success_body
 
 SILENT_PHONE = "0700 099 999"  # the sandbox never calls back for this number
 
@@ -287,3 +287,54 @@ def unreachable_db_app(tmp_path):  # type: ignore[no-untyped-def]
 def test_healthz_is_503_when_the_database_is_unreachable(unreachable_db_app):
     response = unreachable_db_app.test_client().get("/healthz")
     assert response.status_code == 503 and response.json["database"] == "unreachable"
+
+
+def test_connected_time_vouchers_expire_when_the_router_has_counted_them_down(shop, make_plan, customer, daraja, router_box, worker):
+    from portal.models import Plan
+
+    connected = make_plan(shop.owner, name="2 Hours online", price=20, duration_s=7200, validity_mode="connected_time")
+    db.session.execute(sa.update(Plan).where(Plan.id == shop.plan.id).values(is_active=False))
+    db.session.commit()
+    bought = [customer.buy(shop.router.slug, connected.id, phone, **HOTSPOT) for phone in ("0712 345 678", "0711 222 333")]
+    used_up, still_good = (
+        customer.wait_for(b.headers["Location"].replace(customer.base, ""), ("active",))["voucher"] for b in bought
+    )
+    assert _payment_for(used_up).voucher.plan_id == connected.id and _payment_for(used_up).voucher.expires_at is None
+    router_box.users[used_up]["uptime"] = "2h"  # the router counted the whole allowance
+    router_box.users[still_good]["uptime"] = "1h59m"
+
+    counts = reconciliation.expire_used_up_vouchers()
+
+    assert counts == {"routers": 1, "expired": 1, "unreachable": 0}
+    wait_until(lambda: used_up not in router_box.users, timeout=10)
+    assert used_up not in router_box.users and still_good in router_box.users
+    assert _payment_for(used_up).voucher.status == "expired"
+    assert _payment_for(still_good).voucher.status == "active"
+
+
+def test_usage_check_skips_a_router_that_is_down(shop, customer, daraja, router_box, worker):
+    customer.wait_for(_buy(customer, shop), ("active",))  # the plan has a data limit
+    router_box.refuse_connections(True)
+
+    assert reconciliation.expire_used_up_vouchers() == {"routers": 0, "expired": 0, "unreachable": 1}
+
+
+def _payment_for(code: str) -> Payment:
+    db.session.expire_all()
+    return db.session.scalars(sa.select(Payment).join(Voucher, Payment.voucher_id == Voucher.id).where(Voucher.code == code)).one()
+
+
+def test_each_job_records_its_run_for_health(app, shop):
+    from portal.jobs import JOBS, record_run
+    from portal.models import JobRun
+
+    for name, (func, _) in JOBS.items():
+        record_run(name, func)
+    record_run("broken_job", lambda: 1 / 0)
+
+    runs = {r.name: r for r in db.session.scalars(sa.select(JobRun))}
+    assert set(runs) == set(JOBS) | {"broken_job"}
+    assert all(runs[n].last_status == "ok" and runs[n].duration_ms is not None for n in JOBS)
+    assert runs["broken_job"].last_status == "error" and "ZeroDivisionError" in runs["broken_job"].last_error
+    health = requests.get(f"{app.live_url}/healthz", timeout=5).json()
+    assert health["jobs"]["broken_job"]["last_status"] == "error"

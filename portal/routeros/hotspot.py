@@ -206,3 +206,45 @@ def parse_routeros_duration(text: str) -> int:
     found = {key: int(value) for key, value in match.groupdict().items() if value}
     clock = found.pop("clock_h", 0) * 3600 + found.pop("clock_m", 0) * 60 + found.pop("clock_s", 0)
     return clock + sum(_UNIT_SECONDS[unit] * count for unit, count in found.items())
+
+
+@dataclass(frozen=True)
+class UserUsage:
+    """What a hotspot user has used so far, against its limits (0 = no limit)."""
+
+    name: str
+    uptime_s: int
+    limit_uptime_s: int
+    bytes_total: int
+    limit_bytes_total: int
+
+    @property
+    def is_used_up(self) -> bool:
+        out_of_time = self.limit_uptime_s > 0 and self.uptime_s >= self.limit_uptime_s
+        out_of_data = self.limit_bytes_total > 0 and self.bytes_total >= self.limit_bytes_total
+        return out_of_time or out_of_data
+
+
+def list_user_usage(conn: RouterConnection) -> list[UserUsage]:
+    """Every hotspot user's counters in one print (limits are totals across sessions)."""
+    rows = conn.run(
+        "/ip/hotspot/user/print", "=.proplist=name,uptime,limit-uptime,bytes-in,bytes-out,limit-bytes-total"
+    )
+    return [
+        UserUsage(
+            name=str(row["name"]),
+            uptime_s=parse_routeros_duration(str(row.get("uptime") or "0s")),
+            limit_uptime_s=parse_routeros_duration(str(row.get("limit-uptime") or "0s")),
+            bytes_total=_int(row.get("bytes-in")) + _int(row.get("bytes-out")),
+            limit_bytes_total=_int(row.get("limit-bytes-total")),
+        )
+        for row in rows
+        if "name" in row
+    ]
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
