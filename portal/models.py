@@ -220,6 +220,7 @@ class Voucher(db.Model):
     __table_args__ = (
         _status_check("status", VOUCHER_STATES, "voucher_status_valid"),
         sa.Index("ix_vouchers_status_expires", "status", "expires_at"),
+        sa.Index("ix_vouchers_owner_activated", "owner_id", "activated_at"),  # overview: time to online
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -232,7 +233,8 @@ class Voucher(db.Model):
     phone: Mapped[str | None] = mapped_column(sa.String(12), index=True)
     device_mac: Mapped[str | None] = mapped_column(sa.String(17))
     device_ip: Mapped[str | None] = mapped_column(sa.String(45))
-    source: Mapped[str] = mapped_column(sa.String(10), default="purchase")  # purchase | batch
+    source: Mapped[str] = mapped_column(sa.String(10), default="purchase")  # purchase | batch | manual
+    batch_ref: Mapped[str | None] = mapped_column(sa.String(16), index=True)  # one printed sheet of cash vouchers
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -258,6 +260,14 @@ class Payment(db.Model):
         # Dashboard lists page by (created_at, id) per owner; keyset pagination needs this.
         sa.Index("ix_payments_owner_created", "owner_id", "created_at", "id"),
         sa.Index("ix_payments_status_created", "status", "created_at"),
+        # Dashboard: revenue per owner reads only this index (amount is carried along on PostgreSQL);
+        # a status filter on the payments list pages through it in (created_at, id) order.
+        sa.Index(
+            "ix_payments_owner_status_created", "owner_id", "status", "created_at", "id",
+            postgresql_include=["amount"],
+        ),
+        sa.Index("ix_payments_router_created", "router_id", "created_at", "id"),  # list filtered by router
+        sa.Index("ix_payments_created", "created_at", "id"),  # an admin's list of every owner
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -279,6 +289,9 @@ class Payment(db.Model):
     note: Mapped[str | None] = mapped_column(sa.String(300))  # why it needs the owner, for problems
     bill_ref: Mapped[str | None] = mapped_column(sa.String(40))  # C2B account number as typed
     hotspot_json: Mapped[str | None] = mapped_column(sa.Text)  # router login variables kept for the wait page
+    # Set when the owner settled an unmatched/underpaid payment by hand (the audit log says how and why);
+    # the row keeps its status so the money's history stays readable.
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -296,6 +309,7 @@ class StkInitiation(db.Model):
         _status_check("status", INITIATION_STATES, "initiation_status_valid"),
         sa.CheckConstraint("amount > 0", name="initiation_amount_positive"),
         sa.Index("ix_initiations_status_created", "status", "created_at"),
+        sa.Index("ix_initiations_router_created", "router_id", "created_at"),  # overview, per owner's routers
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -337,6 +351,7 @@ class WebhookLog(db.Model):
         _status_check("status", WEBHOOK_STATES, "webhook_status_valid"),
         sa.Index("ix_webhook_logs_status_received", "status", "received_at"),
         sa.Index("ix_webhook_logs_received", "received_at"),
+        sa.Index("ix_webhook_logs_paybill_received", "paybill_id", "received_at", "id"),  # owner's log viewer
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     daraja.add_app(CONSUMER_KEY, CONSUMER_SECRET)
     daraja.start()
     router_box = SandboxRouter(port=args.router_port, identity="Demo Cafe hAP").start()
-    portal_url = f"http://127.0.0.1:{args.port}"
+    port = args.port or _free_port()
+    portal_url = f"http://127.0.0.1:{port}"
     hotspot = SandboxHotspot(router_box, portal_url=f"{portal_url}/r/{DEMO_SLUG}", port=args.hotspot_port).start()
     router_box.add_host(hotspot.device_mac, hotspot.device_ip)
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
         upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
         _seed(router_box)
-    server = make_server("127.0.0.1", args.port, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True)
     import threading
 
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -81,9 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         daraja.stop()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the portal in demo mode.")
-    parser.add_argument("--port", type=int, default=5000, help="portal port (default 5000)")
+    parser.add_argument("--port", type=int, default=5000, help="portal port (default 5000; 0 = any free port)")
     parser.add_argument("--daraja-port", type=int, default=0, help="sandbox Daraja port (default: any free)")
     parser.add_argument("--router-port", type=int, default=0, help="sandbox RouterOS API port (default: any free)")
     parser.add_argument("--hotspot-port", type=int, default=0, help="sandbox hotspot login page port (default: any free)")

@@ -1,18 +1,18 @@
 """initial schema
 
-Revision ID: edc46c2d16f7
+Revision ID: 0f0a89e64bc1
 Revises: 
-Create Date: 2026-11-23 21:25:08.573853
+Create Date: 2026-11-23 21:45:25.516665
 
 """
 from alembic import op
 import sqlalchemy as sa
 
-import portal.models
+import portal.models  # noqa: F401  (custom column types)
 
 
 # revision identifiers, used by Alembic.
-revision = 'edc46c2d16f7'
+revision = '0f0a89e64bc1'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -90,6 +90,7 @@ def upgrade():
     sa.Column('last_token_refresh', portal.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_token_error', sa.String(length=500), nullable=True),
     sa.Column('last_token_error_at', portal.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('token_refresh_claimed_until', portal.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('webhook_token_hash', sa.String(length=64), nullable=False),
     sa.Column('webhook_token_encrypted', sa.Text(), nullable=False),
     sa.Column('previous_webhook_token_hash', sa.String(length=64), nullable=True),
@@ -105,7 +106,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('webhook_token_hash')
     )
-    # users ↔ paybills reference each other; the second edge is added once both exist.
+    # users <-> paybills reference each other; the second edge is added once both exist.
     if op.get_bind().dialect.name != "sqlite":
         op.create_foreign_key('fk_users_default_paybill', 'users', 'paybills', ['default_paybill_id'], ['id'])
     with op.batch_alter_table('paybills', schema=None) as batch_op:
@@ -183,6 +184,7 @@ def upgrade():
     with op.batch_alter_table('webhook_logs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_webhook_logs_checkout_request_id'), ['checkout_request_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_logs_paybill_id'), ['paybill_id'], unique=False)
+        batch_op.create_index('ix_webhook_logs_paybill_received', ['paybill_id', 'received_at', 'id'], unique=False)
         batch_op.create_index('ix_webhook_logs_received', ['received_at'], unique=False)
         batch_op.create_index('ix_webhook_logs_status_received', ['status', 'received_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_logs_trans_id'), ['trans_id'], unique=False)
@@ -205,6 +207,7 @@ def upgrade():
     sa.Column('device_mac', sa.String(length=17), nullable=True),
     sa.Column('device_ip', sa.String(length=45), nullable=True),
     sa.Column('source', sa.String(length=10), nullable=False),
+    sa.Column('batch_ref', sa.String(length=16), nullable=True),
     sa.Column('created_at', portal.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('paid_at', portal.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('activated_at', portal.models.UTCDateTime(timezone=True), nullable=True),
@@ -217,6 +220,8 @@ def upgrade():
     sa.UniqueConstraint('code')
     )
     with op.batch_alter_table('vouchers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_vouchers_batch_ref'), ['batch_ref'], unique=False)
+        batch_op.create_index('ix_vouchers_owner_activated', ['owner_id', 'activated_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_vouchers_owner_id'), ['owner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_vouchers_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_vouchers_router_id'), ['router_id'], unique=False)
@@ -267,6 +272,7 @@ def upgrade():
     sa.Column('note', sa.String(length=300), nullable=True),
     sa.Column('bill_ref', sa.String(length=40), nullable=True),
     sa.Column('hotspot_json', sa.Text(), nullable=True),
+    sa.Column('resolved_at', portal.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', portal.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('paid_at', portal.models.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("source IN ('stk', 'c2b', 'query', 'manual')", name='payment_source_valid'),
@@ -283,8 +289,11 @@ def upgrade():
     sa.UniqueConstraint('receipt')
     )
     with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_index('ix_payments_created', ['created_at', 'id'], unique=False)
         batch_op.create_index('ix_payments_owner_created', ['owner_id', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_payments_owner_status_created', ['owner_id', 'status', 'created_at', 'id'], unique=False, postgresql_include=['amount'])
         batch_op.create_index(batch_op.f('ix_payments_phone'), ['phone'], unique=False)
+        batch_op.create_index('ix_payments_router_created', ['router_id', 'created_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_payments_router_id'), ['router_id'], unique=False)
         batch_op.create_index('ix_payments_status_created', ['status', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_payments_voucher_id'), ['voucher_id'], unique=False)
@@ -320,6 +329,7 @@ def upgrade():
     sa.UniqueConstraint('checkout_request_id')
     )
     with op.batch_alter_table('stk_initiations', schema=None) as batch_op:
+        batch_op.create_index('ix_initiations_router_created', ['router_id', 'created_at'], unique=False)
         batch_op.create_index('ix_initiations_status_created', ['status', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_stk_initiations_account_reference'), ['account_reference'], unique=False)
         batch_op.create_index(batch_op.f('ix_stk_initiations_paybill_id'), ['paybill_id'], unique=False)
@@ -339,14 +349,18 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_stk_initiations_paybill_id'))
         batch_op.drop_index(batch_op.f('ix_stk_initiations_account_reference'))
         batch_op.drop_index('ix_initiations_status_created')
+        batch_op.drop_index('ix_initiations_router_created')
 
     op.drop_table('stk_initiations')
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payments_voucher_id'))
         batch_op.drop_index('ix_payments_status_created')
         batch_op.drop_index(batch_op.f('ix_payments_router_id'))
+        batch_op.drop_index('ix_payments_router_created')
         batch_op.drop_index(batch_op.f('ix_payments_phone'))
+        batch_op.drop_index('ix_payments_owner_status_created', postgresql_include=['amount'])
         batch_op.drop_index('ix_payments_owner_created')
+        batch_op.drop_index('ix_payments_created')
 
     op.drop_table('payments')
     with op.batch_alter_table('activations', schema=None) as batch_op:
@@ -359,6 +373,8 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_vouchers_router_id'))
         batch_op.drop_index(batch_op.f('ix_vouchers_phone'))
         batch_op.drop_index(batch_op.f('ix_vouchers_owner_id'))
+        batch_op.drop_index('ix_vouchers_owner_activated')
+        batch_op.drop_index(batch_op.f('ix_vouchers_batch_ref'))
 
     op.drop_table('vouchers')
     op.drop_table('router_plans')
@@ -366,6 +382,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_webhook_logs_trans_id'))
         batch_op.drop_index('ix_webhook_logs_status_received')
         batch_op.drop_index('ix_webhook_logs_received')
+        batch_op.drop_index('ix_webhook_logs_paybill_received')
         batch_op.drop_index(batch_op.f('ix_webhook_logs_paybill_id'))
         batch_op.drop_index(batch_op.f('ix_webhook_logs_checkout_request_id'))
 
