@@ -338,3 +338,25 @@ def test_each_job_records_its_run_for_health(app, shop):
     assert runs["broken_job"].last_status == "error" and "ZeroDivisionError" in runs["broken_job"].last_error
     health = requests.get(f"{app.live_url}/healthz", timeout=5).json()
     assert health["jobs"]["broken_job"]["last_status"] == "error"
+
+
+def test_a_router_that_refuses_our_login_is_marked_and_the_payment_waits(shop, customer, daraja, router_box, worker):
+    from portal.models import Router
+
+    router_box.set_password("changed-by-the-owner")
+    purchase = _buy(customer, shop)
+    wait_until(lambda: _count(Activation, Activation.status == "failed"), timeout=10)
+
+    db.session.expire_all()
+    router = db.session.get(Router, shop.router.id)
+    assert router.login_refused_at is not None and "invalid user name or password" in router.last_error
+    assert customer.status(purchase)["status"] == "paid"
+
+    router.api_password = "changed-by-the-owner"  # the owner fixes the credentials
+    db.session.commit()
+    db.session.execute(sa.update(Activation).values(next_attempt_at=utcnow()))
+    db.session.commit()
+    worker.wake()
+    assert customer.wait_for(purchase, ("active",))["status"] == "active"
+    db.session.expire_all()
+    assert db.session.get(Router, shop.router.id).login_refused_at is None
