@@ -118,3 +118,22 @@ def test_database_dump_holds_no_secret_in_plain_text(app, shop):
 def test_secret_columns_hold_fernet_tokens(app, shop):
     row = db.session.execute(sa.text("SELECT consumer_secret_encrypted, passkey_encrypted FROM paybills")).one()
     assert all(value.startswith("gAAAA") for value in row)
+
+
+def test_every_response_carries_the_security_headers(app, shop):
+    client = app.test_client()
+    for path in (f"/r/{shop.router.slug}", "/healthz", "/static/captive.css", "/dashboard/", "/nope"):
+        headers = client.get(path).headers
+        csp = headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp, path
+        assert headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get(f"/r/{shop.router.slug}").headers["Referrer-Policy"] == "no-referrer"
+    assert "max-age" in client.get("/static/captive.css").headers["Cache-Control"]
+
+
+def test_production_sends_hsts_and_secure_cookies_behind_https(monkeypatch):
+    app = create_app(dict(GOOD_PRODUCTION, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"))
+    response = app.test_client().get("/static/captive.css", base_url="https://portal.example.com")
+    assert "max-age=31536000" in response.headers["Strict-Transport-Security"]
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"]
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
