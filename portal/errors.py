@@ -22,6 +22,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _crash(exc: Exception):  # type: ignore[no-untyped-def]
         log.exception("unhandled error on %s", request.path)
+        if request.path.startswith("/hooks/"):
+            # Processing errors are caught after the raw body is stored; reaching here means the
+            # body may not be stored (database down), so do not say "accepted": let Daraja retry.
+            return jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable"}), 503
         return _render(500, "Something went wrong", "Please try again in a moment.")
 
 

@@ -249,3 +249,15 @@ def test_markup_in_names_is_escaped_on_customer_pages(app, make_owner, make_payb
     assert "<script>alert" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(&#34;r&#34;)&lt;/script&gt;Cafe" in page
     assert "&lt;img src=x onerror=alert(1)&gt;Hour" in page
+
+
+def test_a_callback_that_cannot_be_stored_is_not_acknowledged(app, shop, monkeypatch):
+    from portal import webhook_log
+
+    def database_down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sa.exc.OperationalError("INSERT INTO webhook_logs", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(webhook_log, "store_raw", database_down)
+    answer = requests.post(f"{app.live_url}/hooks/{shop.paybill.webhook_token}/stk", json={"Body": {}}, timeout=5)
+
+    assert answer.status_code == 503 and answer.json()["ResultCode"] != 0
