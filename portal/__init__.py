@@ -43,6 +43,9 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     login_manager.init_app(app)
     from . import accounts  # noqa: F401  (registers the user loader)
+    from .catalogue import install_cache_invalidation
+
+    install_cache_invalidation()
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Flask, current_app
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .extensions import db
 from .models import Activation, Plan, Router, Voucher, utcnow
@@ -36,9 +38,17 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def queue_activation(*, voucher_id: int, router_id: int, device_mac: str | None, device_ip: str | None) -> None:
-    """Add the activation to the caller's transaction (the unique (voucher, kind) makes it once-only)."""
-    db.session.add(
-        Activation(
+    """Add the activation to the caller's transaction, once per voucher.
+
+    ON CONFLICT DO NOTHING rather than a plain insert: a voucher that already has its activation
+    (queued by hand, say) must not make the payment's transaction fail, or real money would be
+    rolled back and mistaken for a duplicate.
+    """
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(Activation)
+        .values(
             voucher_id=voucher_id,
             router_id=router_id,
             kind="activate",
@@ -46,6 +56,7 @@ def queue_activation(*, voucher_id: int, router_id: int, device_mac: str | None,
             device_ip=device_ip,
             next_attempt_at=utcnow(),
         )
+        .on_conflict_do_nothing(index_elements=["voucher_id", "kind"])
     )
     _notify_other_processes()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 
 from .extensions import db
@@ -54,3 +58,87 @@ def describe_bytes(n: int | None) -> str | None:
             value = n / size
             return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
     return f"{n} B"
+
+
+# ---------------------------------------------------------------------------------------------
+# The plans page's snapshot
+
+
+@dataclass(frozen=True)
+class PlanView:
+    id: int
+    name: str
+    price: int
+    duration_s: int
+    data_limit_bytes: int | None
+    rate_limit: str | None
+
+
+@dataclass(frozen=True)
+class Storefront:
+    """What the plans page shows for one router, as plain values safe to share between requests."""
+
+    router_id: int
+    slug: str
+    name: str
+    plans: tuple[PlanView, ...]
+
+
+STOREFRONT_TTL_S = 5.0
+_storefronts: dict[str, tuple[float, Storefront | None]] = {}
+_storefronts_lock = threading.Lock()
+
+
+def storefront(slug: str) -> Storefront | None:
+    """The router's name and plans, cached in this process for a few seconds.
+
+    The plans page is the busiest page (every customer who joins the Wi-Fi) and changes rarely;
+    an owner's edit shows within STOREFRONT_TTL_S. Buying re-reads the plan from the database,
+    so a stale page can never sell at an old price.
+    """
+    now = time.monotonic()
+    with _storefronts_lock:
+        cached = _storefronts.get(slug)
+    if cached and now - cached[0] < STOREFRONT_TTL_S:
+        return cached[1]
+    shop = _load_storefront(slug)
+    with _storefronts_lock:
+        if len(_storefronts) > 10_000:  # slugs come from URLs: never let junk grow without bound
+            _storefronts.clear()
+        _storefronts[slug] = (now, shop)
+    return shop
+
+
+def _load_storefront(slug: str) -> Storefront | None:
+    router = router_by_slug(slug)
+    if router is None:
+        return None
+    plans = tuple(
+        PlanView(p.id, p.name, p.price, p.duration_s, p.data_limit_bytes, p.rate_limit) for p in plans_for_router(router)
+    )
+    return Storefront(router.id, router.slug, router.name, plans)
+
+
+def forget_storefronts() -> None:
+    with _storefronts_lock:
+        _storefronts.clear()
+
+
+def install_cache_invalidation() -> None:
+    """An owner's change to a router or plan clears this process's storefronts at once.
+
+    Other processes catch up within STOREFRONT_TTL_S; buying always re-reads, so they can
+    never sell what is no longer on sale.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    if event.contains(Session, "after_flush", _on_flush):
+        return
+    event.listen(Session, "after_flush", _on_flush)
+
+
+def _on_flush(session, _context) -> None:  # type: ignore[no-untyped-def]
+    changed = session.new | session.dirty | session.deleted
+    if any(isinstance(obj, (Router, Plan)) for obj in changed):
+        forget_storefronts()

@@ -49,6 +49,8 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "PORTAL_RECONCILE_AFTER_S": _int(env, "PORTAL_RECONCILE_AFTER_S", 30),
         # Run every scheduled job this often instead of its own interval (tests and demos).
         "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),
+        # Customer rate limits (pushes per phone/device, code guesses); off only for load tests.
+        "PORTAL_RATE_LIMITS_ENABLED": env.get("PORTAL_RATE_LIMITS_ENABLED", "1").lower() not in ("0", "false", "off"),
         "TESTING": False,
     }
     settings.update(overrides or {})
@@ -129,7 +131,10 @@ def _engine_options(url: str) -> dict[str, Any]:
         # Several threads (web, activation worker, scheduler) share one file; wait for the lock
         # rather than fail, and allow the connection pool to hand connections across threads.
         return {"connect_args": {"timeout": 15, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+    # No pre-ping: it costs a round trip on every checkout (several per webhook). A connection
+    # that died with a database restart fails once; webhooks then keep the raw body for the
+    # reprocessing job, and pages are retried by the customer. Recycling bounds idle age.
+    return {"pool_pre_ping": False, "pool_recycle": 1800, "pool_size": 10, "max_overflow": 10}
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

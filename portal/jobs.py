@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from . import reconciliation, tokens, webhook_log
+from . import rate_limits, reconciliation, tokens, webhook_log
 from .activations import ActivationWorker
 from .extensions import db
 from .models import JobRun, utcnow
@@ -60,6 +60,7 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "expire_used_up_vouchers": (reconciliation.expire_used_up_vouchers, {"minutes": 1}),
     "reprocess_webhooks": (webhook_log.reprocess_failed, {"seconds": 30}),
     "purge_webhook_logs": (webhook_log.purge_old, {"hours": 6}),
+    "prune_rate_limit_hits": (rate_limits.prune_old_hits, {"minutes": 15}),
 }
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .crypto import decrypt_secret, encrypt_secret
+from .crypto import decrypt_secret, encrypt_secret, fingerprint
 from .extensions import db
 
 
@@ -60,6 +60,18 @@ class EncryptedField:
 
     def __set__(self, obj: Any, value: str | None) -> None:
         setattr(obj, self.column, None if value is None else encrypt_secret(value))
+
+
+class FingerprintedEncryptedField(EncryptedField):
+    """Also keeps ``<name>_fingerprint`` (a SHA-256) so rows sharing the value can be found."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        super().__set_name__(owner, name)
+        self.fingerprint_column = f"{name}_fingerprint"
+
+    def __set__(self, obj: Any, value: str | None) -> None:
+        super().__set__(obj, value)
+        setattr(obj, self.fingerprint_column, None if value is None else fingerprint(value))
 
 
 USER_ROLES = ("owner", "admin")
@@ -112,6 +124,9 @@ class Paybill(db.Model):
     store_number: Mapped[str | None] = mapped_column(sa.String(12))  # till only: HO/store = BusinessShortCode
     environment: Mapped[str] = mapped_column(sa.String(12), default="sandbox")
     consumer_key_encrypted: Mapped[str] = mapped_column(sa.Text)
+    # Daraja issues one live token per consumer key (a new one kills the old), so paybills that
+    # share a Daraja app must share its token: this finds them without decrypting every key.
+    consumer_key_fingerprint: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     consumer_secret_encrypted: Mapped[str] = mapped_column(sa.Text)
     passkey_encrypted: Mapped[str] = mapped_column(sa.Text)
     access_token_encrypted: Mapped[str | None] = mapped_column(sa.Text)
@@ -132,7 +147,7 @@ class Paybill(db.Model):
     status: Mapped[str] = mapped_column(sa.String(8), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    consumer_key = EncryptedField()
+    consumer_key = FingerprintedEncryptedField()
     consumer_secret = EncryptedField()
     passkey = EncryptedField()
     access_token = EncryptedField()
@@ -309,7 +324,9 @@ class StkInitiation(db.Model):
         _status_check("status", INITIATION_STATES, "initiation_status_valid"),
         sa.CheckConstraint("amount > 0", name="initiation_amount_positive"),
         sa.Index("ix_initiations_status_created", "status", "created_at"),
-        sa.Index("ix_initiations_router_created", "router_id", "created_at"),  # overview, per owner's routers
+        # Overview: results per owner's routers, read from the index alone on PostgreSQL.
+        sa.Index("ix_initiations_router_created", "router_id", "created_at",
+                 postgresql_include=["status", "result_code"]),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

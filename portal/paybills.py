@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -142,39 +142,45 @@ def prepare_daraja_call(paybill: Paybill) -> DarajaCall:
 
 
 class PaybillTokenStore:
-    """The Daraja token for one paybill, kept encrypted in the database and shared by every process.
+    """The Daraja token for one paybill's consumer key, kept encrypted in the database.
 
-    Daraja invalidates the previous token whenever a new one is issued, so processes must share
-    one token per consumer key instead of fetching their own. It uses its own short transactions,
-    independent of the caller's unit of work.
+    Daraja invalidates the previous token whenever a new one is issued for a consumer key, so
+    every process, and every paybill that uses the same Daraja app, shares one token: it is read
+    from any row with that key and saved to all of them. Its own short transactions, independent
+    of the caller's unit of work.
     """
 
     def __init__(self, paybill_id: int) -> None:
         self.paybill_id = paybill_id
 
+    def same_key(self) -> sa.ColumnElement[bool]:
+        key = sa.select(Paybill.consumer_key_fingerprint).where(Paybill.id == self.paybill_id).scalar_subquery()
+        return sa.or_(Paybill.id == self.paybill_id, Paybill.consumer_key_fingerprint == key)
+
     def load(self) -> CachedToken | None:
         with db.engine.connect() as conn:
             row = conn.execute(
-                sa.select(Paybill.access_token_encrypted, Paybill.token_expires_at).where(
-                    Paybill.id == self.paybill_id
-                )
+                sa.select(Paybill.access_token_encrypted, Paybill.token_expires_at)
+                .where(self.same_key(), Paybill.access_token_encrypted.is_not(None))
+                .order_by(Paybill.token_expires_at.desc())
+                .limit(1)
             ).first()
-        if row is None or row[0] is None or row[1] is None:
+        if row is None or row[1] is None:
             return None
-        expires_at = _aware(row[1])
-        return CachedToken(access_token=decrypt_secret(row[0]), expires_at=expires_at)
+        return CachedToken(access_token=decrypt_secret(row[0]), expires_at=_aware(row[1]))
 
     def save(self, token: CachedToken) -> None:
         with db.engine.begin() as conn:
             conn.execute(
                 sa.update(Paybill)
-                .where(Paybill.id == self.paybill_id)
+                .where(self.same_key())
                 .values(
                     access_token_encrypted=encrypt_secret(token.access_token),
                     token_expires_at=token.expires_at,
                     last_token_refresh=utcnow(),
                     last_token_error=None,
                 )
+                .execution_options(synchronize_session=False)
             )
 
 
@@ -195,3 +201,69 @@ def register_c2b_urls(paybill: Paybill) -> None:
     )
     paybill.c2b_registered_at = utcnow()
     db.session.commit()
+
+
+# --- dashboard: edit, credentials check, webhook token rotation --------------------------------
+
+PREVIOUS_WEBHOOK_TOKEN_GRACE = timedelta(hours=24)
+
+
+def mask_secret(value: str | None) -> str:
+    """Enough to recognise a secret, never enough to use it: the last 4 characters."""
+    if not value:
+        return "—"
+    return "••••" + value[-4:] if len(value) > 8 else "••••"
+
+
+def update_paybill(
+    paybill: Paybill,
+    *,
+    name: str,
+    number: str,
+    kind: str,
+    store_number: str | None,
+    environment: str,
+    status: str,
+    consumer_key: str | None = None,
+    consumer_secret: str | None = None,
+    passkey: str | None = None,
+) -> None:
+    """Change a paybill; empty secrets keep the stored ones. The caller commits.
+
+    New app credentials drop the cached token (it belongs to the old consumer key); a new number
+    or environment means the C2B URLs must be registered again.
+    """
+    if (number, environment, kind, store_number) != (paybill.number, paybill.environment, paybill.type, paybill.store_number):
+        paybill.c2b_registered_at = None
+    paybill.name = name or f"{kind} {number}"
+    paybill.number = number
+    paybill.type = kind
+    paybill.store_number = store_number if kind == "till" else None
+    paybill.environment = environment
+    paybill.status = status
+    if consumer_key or consumer_secret:
+        paybill.access_token = None
+        paybill.token_expires_at = None
+    if consumer_key:
+        paybill.consumer_key = consumer_key
+    if consumer_secret:
+        paybill.consumer_secret = consumer_secret
+    if passkey:
+        paybill.passkey = passkey
+
+
+def rotate_webhook_token(paybill: Paybill, *, now: datetime | None = None) -> datetime:
+    """A new secret webhook path; the previous one keeps working for 24 hours (callbacks of
+    pushes already sent still arrive there). Returns when the old one stops. The caller commits.
+
+    C2B URLs registered with Daraja carry the old token, so they must be registered again
+    (in production that first needs the old URLs deleted on the Daraja portal).
+    """
+    now = now or utcnow()
+    token = new_webhook_token()
+    paybill.previous_webhook_token_hash = paybill.webhook_token_hash
+    paybill.previous_webhook_token_valid_until = now + PREVIOUS_WEBHOOK_TOKEN_GRACE
+    paybill.webhook_token_hash = fingerprint(token)
+    paybill.webhook_token = token
+    paybill.c2b_registered_at = None
+    return paybill.previous_webhook_token_valid_until

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from . import activations
 from .extensions import db
@@ -245,7 +246,9 @@ def record_stk_result(
     must belong to it. Safe to call any number of times, from any number of threads or processes.
     """
     initiation = db.session.scalars(
-        sa.select(StkInitiation).where(StkInitiation.checkout_request_id == checkout_request_id)
+        sa.select(StkInitiation)
+        .options(joinedload(StkInitiation.payment))  # _settle needs it: one query, not two
+        .where(StkInitiation.checkout_request_id == checkout_request_id)
     ).first()
     if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
         initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
@@ -414,9 +417,10 @@ def _settle(
         db.session.rollback()  # this receipt is already recorded on another row: same money, done
         return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
     if won:
-        db.session.refresh(payment)
-        _after_settle(payment, new_status)
-        return RecordOutcome(new_status, payment_id=payment.id)
+        log.info("payment %s id=%s receipt=%s amount=%s", new_status, payment_id, receipt, amount)
+        if new_status == "paid":
+            activations.wake_worker()  # after the commit, so the worker can see the new row
+        return RecordOutcome(new_status, payment_id=payment_id)
     return _settle_lost(payment, receipt, amount, source)
 
 
@@ -442,19 +446,18 @@ def _mark_voucher_paid_and_queue(payment: Payment, now: datetime) -> None:
     )
 
 
-def _after_settle(payment: Payment, status: str) -> None:
-    log.info("payment %s id=%s receipt=%s amount=%s", status, payment.id, payment.receipt, payment.amount)
-    if status == "paid":
-        activations.wake_worker()  # after the commit, so the worker can see the new row
-
-
 def _settle_lost(payment: Payment, receipt: str | None, amount: int, source: str) -> RecordOutcome:
     """Someone else recorded this payment first. Same receipt (or none): a duplicate delivery.
-    A different receipt: the customer paid twice, so keep the second payment for the owner."""
+    A different receipt: the customer paid twice, so keep the second payment for the owner.
+
+    A payment confirmed by STK query has no receipt yet; the callback or C2B that brings it is
+    the same money. One settled by hand (source manual) used other money, so a receipt arriving
+    later is a second payment, not the missing receipt.
+    """
     db.session.refresh(payment)
-    if receipt is None or payment.receipt in (None, receipt):
-        if receipt and payment.receipt is None:
-            # The query confirmed it first without a receipt; now we learn the receipt.
+    learns_receipt = bool(receipt) and payment.receipt is None and payment.source == "query"
+    if receipt is None or payment.receipt == receipt or learns_receipt:
+        if learns_receipt:
             db.session.execute(
                 sa.update(Payment).where(Payment.id == payment.id, Payment.receipt.is_(None)).values(receipt=receipt)
             )

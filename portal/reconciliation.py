@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -49,28 +50,77 @@ class PerPaybillRate:
 _rate = PerPaybillRate(QUERIES_PER_SECOND_PER_PAYBILL)
 
 
-def reconcile_stuck_initiations(limit: int = 200, *, rate: PerPaybillRate | None = None) -> dict[str, int]:
-    """STK-query initiations still ``initiated`` after ~30 s; record final answers like callbacks."""
+MAX_PARALLEL_PAYBILLS = 16
+RUN_BUDGET_S = 50.0  # one run stops in time for the next; what is left is still due then
+
+
+def reconcile_stuck_initiations(
+    batch: int = 1000, *, rate: PerPaybillRate | None = None, budget_s: float = RUN_BUDGET_S
+) -> dict[str, int]:
+    """STK-query initiations still ``initiated`` after ~30 s; record final answers like callbacks.
+
+    Paybills are queried in parallel (each keeps its own Daraja rate limit, since each is its
+    own Daraja app), and a run keeps going while anything is due and its time budget lasts.
+    Every query is claimed first, so two workers never query the same initiation at once.
+    """
+    app = current_app._get_current_object()
+    deadline = time.monotonic() + budget_s
+    counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
+    while time.monotonic() < deadline:
+        by_paybill = _due_by_paybill(batch)
+        if not by_paybill:
+            break
+        db.session.commit()
+        queried_before = counts["queried"]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_PAYBILLS, len(by_paybill))) as pool:
+            results = pool.map(
+                lambda item: _reconcile_paybill(app, item[0], item[1], rate or _rate, deadline), by_paybill.items()
+            )
+            for result in results:
+                for key, value in result.items():
+                    counts[key] += value
+        if counts["queried"] == queried_before:
+            break  # everything due this round was claimed by another worker
+    return counts
+
+
+def _due_by_paybill(limit: int) -> dict[int, list[tuple[int, str]]]:
     now = utcnow()
     older_than = now - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
-    candidates = db.session.execute(
+    rows = db.session.execute(
         sa.select(StkInitiation.id, StkInitiation.checkout_request_id, StkInitiation.paybill_id)
         .where(
             StkInitiation.status == "initiated",
             StkInitiation.checkout_request_id.is_not(None),
+            StkInitiation.paybill_id.is_not(None),
             StkInitiation.created_at < older_than,
             sa.or_(StkInitiation.last_query_at.is_(None), StkInitiation.last_query_at < now - QUERY_INTERVAL),
         )
         .order_by(StkInitiation.last_query_at.is_not(None), StkInitiation.created_at)
         .limit(limit)
     ).all()
+    grouped: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for initiation_id, checkout_id, paybill_id in rows:
+        grouped[paybill_id].append((initiation_id, checkout_id))
+    return grouped
+
+
+def _reconcile_paybill(
+    app, paybill_id: int, due: list[tuple[int, str]], rate: PerPaybillRate, deadline: float
+) -> dict[str, int]:  # type: ignore[no-untyped-def]
     counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
-    for initiation_id, checkout_id, paybill_id in candidates:
-        if not _claim_query(initiation_id, now):
-            continue
-        (rate or _rate).wait(paybill_id or 0)
-        counts["queried"] += 1
-        counts[_query_one(checkout_id, paybill_id)] += 1
+    with app.app_context():
+        try:
+            for initiation_id, checkout_id in due:
+                if time.monotonic() >= deadline:
+                    break
+                if not _claim_query(initiation_id, utcnow()):
+                    continue
+                rate.wait(paybill_id)
+                counts["queried"] += 1
+                counts[_query_one(checkout_id, paybill_id)] += 1
+        finally:
+            db.session.remove()
     return counts
 
 

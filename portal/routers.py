@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import joinedload
 
 from .extensions import db
-from .models import Router, User
+from .models import ROUTER_STATES, Activation, Router, User, utcnow
+from .routeros import hotspot
 from .routeros.connection import RouterConnection, RouterCredentials, RouterPool
+from .routeros.errors import RouterError, RouterLoginFailed
 
 
 def router_pool() -> RouterPool:
@@ -76,3 +80,108 @@ def create_router(
     router.api_password = password
     db.session.add(router)
     return router
+
+
+# --- dashboard: edit, disable, test, live sessions -------------------------------------------
+
+
+def update_router(
+    router: Router,
+    *,
+    name: str,
+    host: str,
+    port: int,
+    username: str,
+    use_tls: bool,
+    hotspot_server: str | None,
+    paybill_id: int | None,
+    password: str | None = None,
+) -> None:
+    """Change a router's settings; an empty ``password`` keeps the stored one. The caller commits.
+
+    The pooled connection is rebuilt on its next use, because the pool compares credentials.
+    """
+    router.name = name
+    router.host = host
+    router.port = port
+    router.api_username = username
+    router.use_tls = use_tls
+    router.hotspot_server = hotspot_server or None
+    router.paybill_id = paybill_id
+    if password:
+        router.api_password = password
+        router.login_refused_at = None
+
+
+def set_router_status(router: Router, status: str) -> None:
+    """active | disabled. A disabled router sells nothing (its /r/<slug> page is gone). Caller commits."""
+    if status not in ROUTER_STATES:
+        raise ValueError(f"unknown router status {status!r}")
+    router.status = status
+    if status == "disabled":
+        router_pool().discard(router.id)
+
+
+@dataclass(frozen=True)
+class ConnectionReport:
+    identity: str
+    hotspot_servers: list[str]
+
+
+def check_connection(router: Router) -> ConnectionReport:
+    """Log in with the stored credentials on a fresh connection, read identity and hotspot servers.
+
+    Records the outcome on the router (last_seen_at, or last_error) and commits. Raises
+    RouterUnreachable, RouterLoginFailed or RouterCommandFailed with the router's own words.
+    """
+    creds = credentials_for(router)
+    db.session.commit()  # no transaction held open while we wait on the network
+    conn = RouterConnection(
+        creds,
+        connect_timeout=current_app.config["PORTAL_ROUTER_CONNECT_TIMEOUT_S"],
+        command_timeout=current_app.config["PORTAL_ROUTER_COMMAND_TIMEOUT_S"],
+    )
+    try:
+        report = ConnectionReport(
+            identity=hotspot.read_identity(conn), hotspot_servers=hotspot.list_hotspot_servers(conn)
+        )
+    except RouterError as exc:
+        router.last_error = str(exc)[:500]
+        if isinstance(exc, RouterLoginFailed):
+            router.login_refused_at = utcnow()
+        db.session.commit()
+        raise
+    finally:
+        conn.close()
+    router.last_seen_at = utcnow()
+    router.last_error = None
+    router.login_refused_at = None
+    db.session.commit()
+    return report
+
+
+def active_sessions(router: Router) -> list[hotspot.ActiveSession]:
+    """The router's active hotspot sessions, read live over the pooled connection."""
+    conn = connection_for(router)
+    db.session.commit()
+    return hotspot.list_active_sessions(conn)
+
+
+def disconnect_session(router: Router, session_id: str) -> None:
+    """Log one active session out (already gone counts as done). Raises RouterError."""
+    conn = connection_for(router)
+    db.session.commit()
+    hotspot.disconnect_session(conn, session_id)
+
+
+def unfinished_activations(router: Router, limit: int = 50) -> list[Activation]:
+    """Router work not done yet (pending, running, failed), oldest first, with each voucher loaded."""
+    return list(
+        db.session.scalars(
+            sa.select(Activation)
+            .where(Activation.router_id == router.id, Activation.status != "done")
+            .options(joinedload(Activation.voucher))
+            .order_by(Activation.created_at, Activation.id)
+            .limit(limit)
+        )
+    )

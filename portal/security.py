@@ -17,5 +17,9 @@ def install(app: Flask) -> None:
         if app.config["IS_PRODUCTION"] and request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if request.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "public, max-age=604800"
+            # Pages link static files with a content hash (?v=…), so a changed file has a new URL.
+            versioned = "v" in request.args
+            response.headers["Cache-Control"] = (
+                "public, max-age=31536000, immutable" if versioned else "public, max-age=3600"
+            )
         return response

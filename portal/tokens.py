@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from .extensions import db
 from .models import Paybill, utcnow
 from .mpesa.errors import DarajaError
-from .paybills import prepare_daraja_call
+from .paybills import PaybillTokenStore, prepare_daraja_call
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,14 @@ def refresh_due_tokens(*, force: bool = False) -> list[RefreshResult]:
     paybills = db.session.scalars(sa.select(Paybill).where(Paybill.status == "active").order_by(Paybill.id)).all()
     results: list[RefreshResult] = []
     due: list[int] = []
+    keys_due: dict[str | None, int] = {}
     for paybill in paybills:
         if force or paybill.token_expires_at is None or paybill.token_expires_at <= due_before:
+            key = paybill.consumer_key_fingerprint or f"paybill-{paybill.id}"
+            if key in keys_due:  # one fetch per Daraja app: the token is shared
+                results.append(RefreshResult(paybill.id, _label(paybill), "refreshed", f"shares the token of id {keys_due[key]}"))
+                continue
+            keys_due[key] = paybill.id
             due.append(paybill.id)
         else:
             results.append(RefreshResult(paybill.id, _label(paybill), "still valid", f"expires {paybill.token_expires_at:%H:%M} UTC"))
@@ -68,17 +74,27 @@ CLAIM_FOR = timedelta(seconds=30)
 
 
 def _claim(paybill_id: int, force: bool) -> bool:
-    """Only one worker fetches a given paybill's token at a time, and only while it is due."""
+    """Only one worker fetches a consumer key's token at a time, and only while it is due.
+
+    The claim covers every paybill sharing the key; the loser of a race updates zero rows.
+    """
     now = utcnow()
-    condition = sa.or_(Paybill.token_refresh_claimed_until.is_(None), Paybill.token_refresh_claimed_until < now)
+    same_key = PaybillTokenStore(paybill_id).same_key()
+    condition = sa.and_(
+        same_key,
+        sa.or_(Paybill.token_refresh_claimed_until.is_(None), Paybill.token_refresh_claimed_until < now),
+    )
     if not force:
         due_before = now + REFRESH_WHEN_LESS_THAN
         condition = sa.and_(
             condition, sa.or_(Paybill.token_expires_at.is_(None), Paybill.token_expires_at <= due_before)
         )
     won = db.session.execute(
-        sa.update(Paybill).where(Paybill.id == paybill_id, condition).values(token_refresh_claimed_until=now + CLAIM_FOR)
-    ).rowcount == 1
+        sa.update(Paybill)
+        .where(condition)
+        .values(token_refresh_claimed_until=now + CLAIM_FOR)
+        .execution_options(synchronize_session=False)
+    ).rowcount >= 1
     db.session.commit()
     return won
 
@@ -100,7 +116,12 @@ def refresh_paybill_token(paybill_id: int, *, force: bool = False) -> RefreshRes
 
 
 def _release_claim(paybill_id: int) -> None:
-    db.session.execute(sa.update(Paybill).where(Paybill.id == paybill_id).values(token_refresh_claimed_until=None))
+    db.session.execute(
+        sa.update(Paybill)
+        .where(PaybillTokenStore(paybill_id).same_key())
+        .values(token_refresh_claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
 
 
@@ -108,9 +129,9 @@ def _record_error(paybill_id: int, exc: Exception) -> None:
     db.session.execute(
         sa.update(Paybill)
         .where(Paybill.id == paybill_id)
-        .values(last_token_error=str(exc)[:500], last_token_error_at=utcnow(), token_refresh_claimed_until=None)
+        .values(last_token_error=str(exc)[:500], last_token_error_at=utcnow())
     )
-    db.session.commit()
+    _release_claim(paybill_id)
     log.warning("token refresh failed paybill=%s: %s", paybill_id, exc)
 
 

@@ -17,6 +17,11 @@ def new_voucher_code() -> str:
             return code
 
 
-def normalise_code(raw: str | None) -> str:
-    """What a customer typed → the canonical form (spaces and dashes dropped, uppercase)."""
-    return "".join(ch for ch in (raw or "").upper() if ch.isalnum())[:20]
+def normalise_code(raw: object) -> str:
+    """What a customer typed → the canonical form (spaces and dashes dropped, uppercase).
+
+    Anything that is not text (a webhook may send a number, null or true) is no code at all.
+    """
+    if not isinstance(raw, str):
+        return ""
+    return "".join(ch for ch in raw.upper() if ch.isascii() and ch.isalnum())[:20]

@@ -33,17 +33,44 @@ def storable(text: str | None, limit: int | None = None) -> str | None:
     return cleaned[:limit] if limit else cleaned
 
 
-def store_raw(kind: str, body: bytes, *, remote_addr: str | None, paybill_id: int | None) -> WebhookLog:
-    """Commit the raw request before anything else looks at it (NUL bytes become U+FFFD)."""
+@dataclass(frozen=True)
+class StoredWebhook:
+    """A stored request, as plain values: nothing reloads from the database after the commit."""
+
+    id: int
+    kind: str
+    paybill_id: int | None
+    payload: str
+
+
+def store_raw(
+    kind: str,
+    body: bytes,
+    *,
+    remote_addr: str | None,
+    paybill_id: int | None,
+    rejected_because: str | None = None,
+) -> StoredWebhook:
+    """Commit the raw request before anything else happens to it (NUL bytes become U+FFFD).
+
+    A request already known to be unacceptable (wrong token, address, size) is stored with its
+    verdict in the same commit.
+    """
+    payload = storable(body[:MAX_STORED_BODY].decode("utf-8", errors="replace")) or ""
     entry = WebhookLog(
         kind=kind,
-        payload=storable(body[:MAX_STORED_BODY].decode("utf-8", errors="replace")),
+        payload=payload,
         remote_addr=(remote_addr or "")[:45] or None,
         paybill_id=paybill_id,
     )
+    if rejected_because:
+        entry.status, entry.error, entry.processed_at = "rejected", storable(rejected_because, 500), utcnow()
+        entry.result_code = claimed_result_code(payload)  # so a rejected "success" stands out
     db.session.add(entry)
+    db.session.flush()
+    stored = StoredWebhook(entry.id, kind, paybill_id, payload)
     db.session.commit()
-    return entry
+    return stored
 
 
 def mark(entry_id: int, status: str, error: str | None = None) -> None:
@@ -99,31 +126,49 @@ def _metadata_items(raw: Any) -> dict[str, Any]:
     }
 
 
-def process_stk_callback(entry_id: int, paybill_id: int | None) -> payments.RecordOutcome:
-    """Parse and record one stored callback; every outcome is written back to its log row."""
-    entry = db.session.get(WebhookLog, entry_id)
+def claimed_result_code(payload: str) -> str | None:
+    """The ResultCode a body claims, read without trusting it (for the owner's Problems page)."""
     try:
-        parsed = parse_stk_callback(json.loads(entry.payload))
+        code = json.loads(payload)["Body"]["stkCallback"]["ResultCode"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return storable(str(code), 32) if isinstance(code, (int, str)) and not isinstance(code, bool) else None
+
+
+def process_stk_callback(stored: StoredWebhook) -> payments.RecordOutcome:
+    """Parse and record one stored callback; every outcome is written back to its log row.
+
+    The key fields go onto the log row in the same transaction that records the money.
+    """
+    try:
+        parsed = parse_stk_callback(json.loads(stored.payload))
     except (ValueError, PayloadError) as exc:
-        mark(entry_id, "rejected", f"malformed: {exc}")
+        mark(stored.id, "rejected", f"malformed: {exc}")
         return payments.RecordOutcome("rejected", str(exc))
-    entry.checkout_request_id = storable(parsed.checkout_request_id, 64)
-    entry.result_code = storable(str(parsed.result_code), 32)
-    entry.trans_id = payments._clean_receipt(parsed.metadata.get("MpesaReceiptNumber"))
-    db.session.commit()
-    return _record(entry_id, lambda: payments.record_stk_result(
+    _note_keys(
+        stored.id,
+        checkout_request_id=storable(parsed.checkout_request_id, 64),
+        result_code=storable(str(parsed.result_code), 32),
+        trans_id=payments._clean_receipt(parsed.metadata.get("MpesaReceiptNumber")),
+    )
+    return _record(stored.id, lambda: payments.record_stk_result(
         parsed.checkout_request_id,
         parsed.result_code,
         parsed.result_desc,
         metadata=parsed.metadata,
-        paybill_id=paybill_id,
+        paybill_id=stored.paybill_id,
     ))
 
 
-def process_c2b_confirmation(entry_id: int, paybill: Paybill) -> payments.RecordOutcome:
-    entry = db.session.get(WebhookLog, entry_id)
+def _note_keys(entry_id: int, **values: str | None) -> None:
+    """Searchable key fields for the log viewer; not committed here (the recording commits)."""
+    db.session.execute(sa.update(WebhookLog).where(WebhookLog.id == entry_id).values(**values))
+
+
+def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill) -> payments.RecordOutcome:
+    entry_id = stored.id
     try:
-        body = json.loads(entry.payload)
+        body = json.loads(stored.payload)
         if not isinstance(body, dict):
             raise PayloadError("not a JSON object")
         trans_id, amount = body.get("TransID"), body.get("TransAmount")
@@ -136,9 +181,7 @@ def process_c2b_confirmation(entry_id: int, paybill: Paybill) -> payments.Record
     except (ValueError, PayloadError) as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
         return payments.RecordOutcome("rejected", str(exc))
-    entry.trans_id = storable(trans_id, 32)
-    entry.bill_ref_number = storable(bill_ref or "", 40) or None
-    db.session.commit()
+    _note_keys(entry_id, trans_id=storable(trans_id, 32), bill_ref_number=storable(bill_ref or "", 40) or None)
     return _record(entry_id, lambda: payments.record_c2b_payment(
         trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill, shortcode=str(shortcode)
     ))
@@ -191,8 +234,12 @@ def process_early_callbacks(checkout_request_id: str) -> int:
         )
     ).all()
     for entry in early:
-        process_stk_callback(entry.id, entry.paybill_id)
+        process_stk_callback(_as_stored(entry))
     return len(early)
+
+
+def _as_stored(entry: WebhookLog) -> StoredWebhook:
+    return StoredWebhook(entry.id, entry.kind, entry.paybill_id, entry.payload)
 
 
 def reprocess_failed(limit: int = 100, *, older_than: timedelta = timedelta(seconds=10)) -> dict[str, int]:
@@ -215,10 +262,10 @@ def reprocess_failed(limit: int = 100, *, older_than: timedelta = timedelta(seco
 
 def _reprocess_one(entry: WebhookLog) -> payments.RecordOutcome:
     if entry.kind == "stk_callback":
-        return process_stk_callback(entry.id, entry.paybill_id)
+        return process_stk_callback(_as_stored(entry))
     if entry.kind == "c2b_confirmation" and entry.paybill_id:
         paybill = db.session.get(Paybill, entry.paybill_id)
-        return process_c2b_confirmation(entry.id, paybill)
+        return process_c2b_confirmation(_as_stored(entry), paybill)
     mark(entry.id, "ignored", "nothing to reprocess")
     return payments.RecordOutcome("ignored")
 

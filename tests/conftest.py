@@ -26,6 +26,10 @@ from portal.models import Plan, User
 from portal.sandbox.daraja import SandboxDaraja
 from portal.sandbox.router import SandboxRouter
 
+# Fixture modules shared by several test files: the dashboard's signed-in browser and factories,
+# and headless Chromium for the customer flows.
+pytest_plugins = ["tests.dashboard_support", "tests.browser"]
+
 TEST_FERNET_KEY = "hKGDXyRf0s3f0hP1mS0uV9f8yqQmG1GZ0m3vCq7bN3w="
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
@@ -72,11 +76,14 @@ def pg_database_url() -> Iterator[str | None]:
     import psycopg
 
     admin_url = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"portal_test_{_worker_suffix()}"
+    # Per process, so two test runs on one machine never drop each other's database.
+    name = f"portal_test_{_worker_suffix()}_{os.getpid()}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     yield re.sub(r"/[^/]*$", f"/{name}", admin_url)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 _pg_schema_ready = False

@@ -118,9 +118,13 @@ def _set_token(paybill: Paybill, token: str, expires_in: timedelta) -> None:
 
 def test_token_refresh_renews_expiring_reuses_valid_and_reports_bad_credentials(make_owner, make_paybill, daraja):
     owner = make_owner()
+    for n in range(3):
+        daraja.add_app(f"app-{n}", f"secret-{n}")
     expiring = make_paybill(owner, name="expiring")
     valid = make_paybill(None, name="valid")
     broken = make_paybill(make_owner(), name="broken")
+    for n, paybill in enumerate((expiring, valid, broken)):  # three separate Daraja apps
+        paybill.consumer_key, paybill.consumer_secret = f"app-{n}", f"secret-{n}"
     broken.consumer_secret = "wrong"
     db.session.commit()
     _set_token(expiring, "old-token", timedelta(minutes=5))
@@ -163,10 +167,27 @@ def test_tokens_refresh_command_prints_a_line_per_paybill(app, make_owner, make_
     assert result.exit_code == 1  # a failure is visible to cron/monitoring
 
 
+def test_paybills_sharing_a_daraja_app_share_one_token(make_owner, make_paybill, daraja):
+    first, second = make_paybill(make_owner()), make_paybill(make_owner())  # same consumer key
+    _set_token(first, "old", timedelta(minutes=1))
+    before = daraja.oauth_calls
+
+    results = refresh_due_tokens()
+
+    assert daraja.oauth_calls - before == 1  # a second fetch would kill the first paybill's token
+    assert {r.outcome for r in results} == {"refreshed"}
+    db.session.expire_all()
+    assert first.access_token == second.access_token != "old"
+
+
 def test_two_refreshers_at_once_fetch_each_token_once(app, make_owner, make_paybill, daraja):
     from concurrent.futures import ThreadPoolExecutor
 
     paybills = [make_paybill(make_owner()) for _ in range(3)]
+    for n, p in enumerate(paybills):
+        daraja.add_app(f"app-{n}", f"secret-{n}")
+        p.consumer_key, p.consumer_secret = f"app-{n}", f"secret-{n}"
+    db.session.commit()
     for p in paybills:
         _set_token(p, "old", timedelta(minutes=1))
     before = daraja.oauth_calls

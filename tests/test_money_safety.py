@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -360,3 +361,60 @@ def test_a_router_that_refuses_our_login_is_marked_and_the_payment_waits(shop, c
     assert customer.wait_for(purchase, ("active",))["status"] == "active"
     db.session.expire_all()
     assert db.session.get(Router, shop.router.id).login_refused_at is None
+
+
+def test_reconciliation_queries_paybills_in_parallel_within_each_rate_limit(app, make_owner, make_paybill, make_router, make_plan, customer, daraja, worker):
+    """Three paybills with slow answers: the run takes about one paybill's share, not the sum."""
+    shops = []
+    for n in range(3):
+        owner = make_owner()
+        make_paybill(owner)
+        router = make_router(owner, name=f"Shop {n}")
+        shops.append((router.slug, make_plan(owner).id))
+    phones = {(n, k): f"0711 30{n}{k} 00" for n in range(3) for k in range(2)}
+    for phone in phones.values():  # paid, but the callback is lost
+        daraja.set_outcome("254" + phone.replace(" ", "")[1:], 0, send_callback=False)
+    purchases = [
+        customer.buy(slug, plan_id, phones[n, k], **HOTSPOT).headers["Location"].replace(customer.base, "")
+        for n, (slug, plan_id) in enumerate(shops) for k in range(2)
+    ]
+    for purchase in purchases:
+        wait_until(lambda p=purchase: daraja.push_status(_initiation(p).checkout_request_id)["is_completed"], timeout=5)
+        _age_initiation(purchase, 40)
+    rate = reconciliation.PerPaybillRate(2.0)  # 2 queries/s per paybill
+
+    started = time.monotonic()
+    counts = reconciliation.reconcile_stuck_initiations(rate=rate)
+    elapsed = time.monotonic() - started
+
+    statuses = [(i.paybill_id, i.status, i.query_count) for i in db.session.scalars(sa.select(StkInitiation))]
+    assert counts["queried"] == 6 and counts["settled"] == 6, (counts, statuses)
+    assert elapsed < 1.2  # in series at 2/s per paybill it would take 2.5 s
+    assert all(n == 1 for n in daraja.query_calls.values())  # no duplicate query
+
+
+def test_a_success_for_a_voucher_already_queued_by_hand_is_still_recorded(app, shop, customer, daraja, worker):
+    from portal import activations as outbox
+
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    payment = _payment(purchase)
+    outbox.queue_activation(voucher_id=payment.voucher_id, router_id=shop.router.id, device_mac=None, device_ip=None)
+    db.session.commit()  # an activation exists already (e.g. an owner's manual action)
+
+    _post_callback(app, shop.paybill.webhook_token, _success_body(_initiation(purchase).checkout_request_id, receipt="QUEUED0001"))
+
+    paid = _payment(purchase)
+    assert paid.status == "paid" and paid.receipt == "QUEUED0001"
+    assert _count(Activation) == 1
+
+
+def test_a_receipt_arriving_after_a_manual_settlement_is_a_second_payment(app, shop, customer, daraja, worker):
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    payment = _payment(purchase)
+    db.session.execute(sa.update(Payment).where(Payment.id == payment.id).values(status="paid", source="manual", amount=10))
+    db.session.commit()
+
+    _post_callback(app, shop.paybill.webhook_token, _success_body(_initiation(purchase).checkout_request_id, receipt="LATEREAL01"))
+
+    second = db.session.scalars(sa.select(Payment).where(Payment.receipt == "LATEREAL01")).one()
+    assert second.id != payment.id and second.status == "unmatched" and "second payment" in second.note

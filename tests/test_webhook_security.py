@@ -261,3 +261,27 @@ def test_a_callback_that_cannot_be_stored_is_not_acknowledged(app, shop, monkeyp
     answer = requests.post(f"{app.live_url}/hooks/{shop.paybill.webhook_token}/stk", json={"Body": {}}, timeout=5)
 
     assert answer.status_code == 503 and answer.json()["ResultCode"] != 0
+
+
+def test_rejected_success_callbacks_show_on_the_owners_problems_page(app, shop, make_owner, make_paybill, customer, daraja, signed_in, router_box, worker):
+    other = make_paybill(make_owner(), name="someone else's")
+    purchase = _buy(customer, shop, phone=SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    _post_callback(app, other.webhook_token, _success_body("ws_CO_unrelated"))  # an unknown id: ignored, not a notice
+    # A success for this owner's purchase, sent to the other paybill's secret address: rejected.
+    _post_callback(app, other.webhook_token, _success_body(checkout_id, receipt="SPOOF00009"))
+    # A success sent through the right address but from outside an allow list is tested above;
+    # here the owner of the *purchase* does not see the other paybill's log, its owner does.
+    from portal.models import User
+    from portal.problems import list_problems, problems_count
+
+    other_owner = db.session.get(User, other.owner_id)
+    notices = list_problems(other_owner).rejected_payment_notices
+    assert [n.error for n in notices] == ["rejected: CheckoutRequestID belongs to another paybill"]
+    assert problems_count(other_owner) == 1
+    assert list_problems(shop.owner).rejected_payment_notices == []
+    assert _payment(purchase).status == "pending" and router_box.users == {}
+
+    _, owner_browser = signed_in(other_owner)
+    page = owner_browser.get("/dashboard/problems").text
+    assert "Rejected payment notices" in page and "belongs to another paybill" in page

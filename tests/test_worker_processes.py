@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
@@ -20,6 +21,13 @@ from .conftest import TEST_FERNET_KEY, wait_until
 from .test_purchase_flow import _buy, _count, _initiation, _payment
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def app_overrides():  # type: ignore[no-untyped-def]
+    # The soak pushes to the same test numbers many times a minute on purpose; customer rate
+    # limits (one push per phone per minute) are tested elsewhere.
+    return {"PORTAL_RATE_LIMITS_ENABLED": False}
 
 
 def start_worker(app: Any, log_path: Path, **env: str) -> subprocess.Popen:

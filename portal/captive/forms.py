@@ -1,3 +1,5 @@
+"""Customer forms. Error messages are keys into ``i18n.TEXT``, so every error shows in the page's language."""
+
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
@@ -12,14 +14,12 @@ def _valid_phone(form: FlaskForm, field: StringField) -> None:
     try:
         field.normalised = normalise_phone(field.data or "")
     except InvalidPhoneNumber as exc:
-        raise ValidationError(exc.customer_message) from exc
+        raise ValidationError("err_phone_invalid") from exc
 
 
-class BuyForm(FlaskForm):
-    plan_id = IntegerField("Package", validators=[InputRequired(message="Choose a package.")])
-    phone = StringField("M-Pesa phone number", validators=[DataRequired(message="Enter your phone number."), Length(max=32), _valid_phone])
-    # One random value per rendered form: a second submit of the same form finds the first purchase.
-    purchase_key = HiddenField(validators=[Length(max=64)])
+class HotspotFields(FlaskForm):
+    """The router's login variables, carried through every customer form (checked again on arrival)."""
+
     mac = HiddenField()
     ip = HiddenField()
     link_login_only = HiddenField()
@@ -36,3 +36,30 @@ class BuyForm(FlaskForm):
             "chap-id": self.chap_id.data or "",
             "chap-challenge": self.chap_challenge.data or "",
         }
+
+    def fill_hotspot(self, params: dict[str, str]) -> None:
+        for name, value in params.items():
+            getattr(self, name.replace("-", "_")).data = value
+
+
+class BuyForm(HotspotFields):
+    plan_id = IntegerField("Package", validators=[InputRequired(message="err_choose_plan")])
+    phone = StringField(validators=[DataRequired(message="err_phone_required"), Length(max=32), _valid_phone])
+    # One random value per rendered form: a second submit of the same form finds the first purchase.
+    purchase_key = HiddenField(validators=[Length(max=64)])
+
+
+class VoucherForm(HotspotFields):
+    code = StringField(validators=[DataRequired(message="err_code_required"), Length(max=32, message="err_bad_code")])
+
+
+class ReceiptForm(HotspotFields):
+    receipt = StringField(
+        validators=[DataRequired(message="err_receipt_required"), Length(max=32, message="err_receipt_not_found")]
+    )
+
+
+class RetryForm(FlaskForm):
+    """The "send the prompt again" button: only the CSRF token and a fresh purchase key."""
+
+    purchase_key = HiddenField(validators=[Length(max=64)])

@@ -1,14 +1,26 @@
-"""Logging the browser in at the router: the fields for the hotspot's login form.
+"""Logging the browser in at the router, and the router's refusals in plain words.
 
 CHAP is computed here, server-side, so it works with JavaScript off: RouterOS hands over
 chap-id and chap-challenge as octal escapes (``\\371``), one byte each, and expects
-md5(chap-id + password + chap-challenge) in hex as the password.
+md5(chap-id + password + chap-challenge) in hex as the password. MikroTik's own login.html does
+this in JavaScript (md5.js) only because the router cannot compute anything for its page; the
+portal knows the challenge, so a script would add weight and no ability.
+
+Mixed content: the portal may be served over https while ``link-login-only`` is the router's
+plain http URL. A form submitted from an https page to an http action gets Chrome's full-page
+"form is not secure" warning, but a top-level navigation (a link, ``location.replace``) does not.
+So an https page sends the browser to the router with a GET link (the router's servlet takes
+username/password/dst as query parameters); an http page, or a router with https login, gets a
+POST form, which keeps the credentials out of the URL. With CHAP the URL carries only a hash
+bound to that device's challenge; with PAP it carries the voucher code, which is already on screen.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from ..payments import HotspotContext
 
@@ -25,7 +37,7 @@ def chap_password(chap_id: str, password: str, chap_challenge: str) -> str:
 
 
 def login_form_fields(ctx: HotspotContext, code: str) -> dict[str, str] | None:
-    """Hidden fields for a form posted to ``ctx.link_login_only``; None when the router gave no login link."""
+    """Fields for the router's login servlet; None when the router gave no login link."""
     if not ctx.link_login_only:
         return None
     if ctx.chap_id and ctx.chap_challenge:
@@ -36,3 +48,46 @@ def login_form_fields(ctx: HotspotContext, code: str) -> dict[str, str] | None:
     if ctx.link_orig:
         fields["dst"] = ctx.link_orig
     return fields
+
+
+@dataclass(frozen=True)
+class RouterLogin:
+    action: str  # the router's link-login-only
+    fields: dict[str, str]
+    method: str  # "post" (a form) or "get" (a link: https page → http router)
+
+    @property
+    def url(self) -> str:
+        return f"{self.action}{'&' if '?' in self.action else '?'}{urlencode(self.fields)}"
+
+
+def router_login(ctx: HotspotContext, code: str, *, page_is_https: bool) -> RouterLogin | None:
+    fields = login_form_fields(ctx, code)
+    if fields is None or ctx.link_login_only is None:
+        return None
+    insecure_target = ctx.link_login_only.lower().startswith("http://")
+    method = "get" if page_is_https and insecure_target else "post"
+    return RouterLogin(ctx.link_login_only, fields, method)
+
+
+# errors.txt texts RouterOS puts in $(error) (reference/mikrotik.md §4.3) → an i18n key.
+_ROUTER_ERRORS = (
+    ("invalid username or password", "rerr_invalid"),
+    ("not allowed to log in from this mac", "rerr_mac"),
+    ("no more sessions are allowed", "rerr_sessions"),
+    ("uptime limit", "rerr_uptime"),
+    ("traffic limit", "rerr_traffic"),
+    ("challenge response", "rerr_chap"),
+    ("already authorizing", "rerr_busy"),
+    ("radius server is not responding", "rerr_radius"),
+    ("cannot assign ip address", "rerr_pool"),
+    ("you are not logged in", "rerr_not_logged_in"),
+)
+
+
+def router_error_key(text: str | None) -> str | None:
+    """The i18n key for the router's ``error`` variable; ``rerr_other`` for texts we do not know."""
+    if not text:
+        return None
+    lowered = text.lower()
+    return next((key for marker, key in _ROUTER_ERRORS if marker in lowered), "rerr_other")

@@ -1,22 +1,34 @@
-"""Customer pages: plans, buy, wait, status. Thin: each calls one service."""
+"""Customer pages: plans, buy, wait, status, "send again", voucher login, receipt recovery.
+
+Thin: each view parses the request, counts it against the rate limits, calls one service and
+renders the result. Every page works without JavaScript (forms post, the wait page refreshes itself).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 
-from .. import catalogue, payments
+from .. import catalogue, payments, recovery
 from ..extensions import db
-from ..models import StkInitiation, utcnow
+from ..models import Payment, Router, StkInitiation, utcnow
 from ..mpesa.errors import InvalidPhoneNumber
-from ..mpesa.phones import mask_phone
+from ..mpesa.phones import mask_phone, normalise_phone
+from ..rate_limits import RateLimited, record_attempt, seconds_until_allowed
 from . import bp
-from .forms import BuyForm
-from .hotspot_params import as_params, context_from, router_error
-from .i18n import COOKIE, choose_language, texts
-from .router_login import login_form_fields
+from .forms import BuyForm, ReceiptForm, RetryForm, VoucherForm
+from .guards import code_checks, limited_message, push_checks
+from .hotspot_params import PARAM_NAMES, as_params, context_from, router_error
+from .i18n import COOKIE, choose_language, describe_wait, texts
+from .router_login import router_error_key, router_login
 
 PHONE_COOKIE = "phone"
 
@@ -35,63 +47,133 @@ def _remember_language(response):  # type: ignore[no-untyped-def]
     return response
 
 
+# ---------------------------------------------------------------------------------------------
+# Plans, and the three things a customer can do there
+
+
 @bp.get("/r/<slug>")
 def plans(slug: str):  # type: ignore[no-untyped-def]
-    router = catalogue.router_by_slug(slug) or abort(404)
+    router = catalogue.storefront(slug) or abort(404)
     ctx = context_from(request.args)
-    form = BuyForm(formdata=None, purchase_key=secrets.token_urlsafe(24), phone=request.cookies.get(PHONE_COOKIE, ""))
-    _fill_hotspot_fields(form, as_params(ctx))
-    return _render_plans(router, form, router_error(request.args))
+    voucher = VoucherForm(formdata=None, code=(request.args.get("voucher") or "")[:32])
+    notice = _router_refusal(request.args)
+    show = request.args.get("show")
+    if notice is not None and show is None:
+        show = "voucher"  # the router refused a login: the customer most likely has a code to try again
+    return _render_plans(
+        router, ctx, voucher=voucher, notice=notice, open_=show if show in ("voucher", "receipt") else None
+    )
 
 
 @bp.post("/r/<slug>/buy")
 def buy(slug: str):  # type: ignore[no-untyped-def]
-    router = catalogue.router_by_slug(slug) or abort(404)
+    router = _router(slug)
     form = BuyForm()
+    ctx = context_from(form.hotspot_params())
     plan = catalogue.plan_for_router(router, form.plan_id.data) if form.plan_id.data else None
     if not form.validate() or plan is None:
         if form.plan_id.data is not None and plan is None:
-            form.plan_id.errors = [*form.plan_id.errors, "Choose a package."]
-        return _render_plans(router, form, None, status=400)
-    ctx = context_from(form.hotspot_params())
+            form.plan_id.errors = [*form.plan_id.errors, "err_choose_plan"]
+        return _render_plans(router, ctx, buy=form, status=400)
     try:
+        msisdn = normalise_phone(form.phone.data)
+        record_attempt(push_checks(msisdn, ctx, request.remote_addr), token=form.purchase_key.data or None)
         payment = payments.start_purchase(
             router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None
         )
-    except InvalidPhoneNumber as exc:
-        form.phone.errors = [exc.customer_message]
-        return _render_plans(router, form, None, status=400)
+    except InvalidPhoneNumber:
+        form.phone.errors = ["err_phone_invalid"]
+        return _render_plans(router, ctx, buy=form, status=400)
+    except RateLimited as exc:
+        return _render_plans(router, ctx, buy=form, notice=limited_message(exc, g.lang), status=429)
     except payments.PurchaseError as exc:
         message = exc.customer_message_sw if g.lang == "sw" else exc.customer_message
-        return _render_plans(router, form, message, status=503)
+        return _render_plans(router, ctx, buy=form, notice=message, status=503)
     response = redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
     # The number is remembered on this device only (a cookie), never looked up on the server.
     response.set_cookie(PHONE_COOKIE, form.phone.data.strip()[:20], max_age=180 * 86400, samesite="Lax", httponly=True)
     return response
 
 
+@bp.post("/r/<slug>/voucher")
+def voucher_login(slug: str):  # type: ignore[no-untyped-def]
+    router = _router(slug)
+    form = VoucherForm()
+    ctx = context_from(form.hotspot_params())
+    if not form.validate():
+        return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
+    try:
+        record_attempt(code_checks("voucher", ctx, request.remote_addr))
+    except RateLimited as exc:
+        form.code.errors = [limited_message(exc, g.lang)]
+        return _render_plans(router, ctx, voucher=form, open_="voucher", status=429)
+    voucher = recovery.voucher_for_login(router, form.code.data)
+    if voucher is None:
+        form.code.errors = ["err_bad_code"]
+        return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
+    login = router_login(ctx, voucher.code, page_is_https=request.is_secure)
+    if login is None:
+        form.code.errors = ["err_no_login_link"]
+        return _render_plans(router, ctx, voucher=form, open_="voucher", status=200)
+    return _private(
+        render_template(
+            "captive/connect.html", code=voucher.code, login=login, lang_url=_plans_url(router, ctx, other=True)
+        )
+    )
+
+
+@bp.post("/r/<slug>/receipt")
+def receipt(slug: str):  # type: ignore[no-untyped-def]
+    router = _router(slug)
+    form = ReceiptForm()
+    ctx = context_from(form.hotspot_params())
+    if not form.validate():
+        return _render_plans(router, ctx, receipt=form, open_="receipt", status=400)
+    try:
+        record_attempt(code_checks("receipt", ctx, request.remote_addr))
+    except RateLimited as exc:
+        form.receipt.errors = [limited_message(exc, g.lang)]
+        return _render_plans(router, ctx, receipt=form, open_="receipt", status=429)
+    found = recovery.recover_by_receipt(router, form.receipt.data, ctx)
+    if found.outcome in ("found", "claimed") and found.payment is not None:
+        return redirect(url_for("captive.wait", purchase_id=found.payment.public_id), code=303)
+    error = {"underpaid": "err_underpaid", "too_little": "err_too_little", "used_up": "err_used_up"}
+    form.receipt.errors = [g.t[error.get(found.outcome, "err_receipt_not_found")].format(amount=found.amount)]
+    return _render_plans(
+        router, ctx, receipt=form, open_="receipt", status=404 if found.outcome == "not_found" else 200
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting, and what comes after
+
+
 @bp.get("/p/<purchase_id>")
 def wait(purchase_id: str):  # type: ignore[no-untyped-def]
     payment = payments.find_purchase(purchase_id) or abort(404)
+    return _render_wait(payment)
+
+
+@bp.post("/p/<purchase_id>/retry")
+def retry(purchase_id: str):  # type: ignore[no-untyped-def]
+    payment = payments.find_purchase(purchase_id) or abort(404)
     status = payments.purchase_status(payment)
+    form = RetryForm()
+    if not form.validate():
+        return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
+    if status.status not in ("failed", "expired") or not status.can_retry or not payment.phone:
+        return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
     ctx = payments.HotspotContext.from_json(payment.hotspot_json)
-    initiation = db.session.query(StkInitiation).filter_by(payment_id=payment.id).order_by(StkInitiation.id.desc()).first()
-    seconds_left = _seconds_left(initiation) if status.status == "pending" else 0
-    login_fields = login_form_fields(ctx, status.voucher) if status.status == "active" and status.voucher else None
-    router = payment.router
-    back_url = url_for("captive.plans", slug=router.slug, **as_params(ctx)) if router else None
-    return render_template(
-        "captive/wait.html",
-        payment=payment,
-        status=status,
-        message=status.message_sw if g.lang == "sw" else status.message_en,
-        masked_phone=mask_phone(payment.phone) if payment.phone else "",
-        seconds_left=seconds_left,
-        login_url=ctx.link_login_only,
-        login_fields=login_fields,
-        back_url=back_url,
-        refresh=status.status in ("pending", "paid"),
-    )
+    try:
+        record_attempt(push_checks(payment.phone, ctx, request.remote_addr), token=form.purchase_key.data or None)
+        again = recovery.purchase_again(payment, idempotency_key=form.purchase_key.data or None)
+    except RateLimited as exc:
+        return _render_wait(payment, notice=limited_message(exc, g.lang), status_code=429)
+    except payments.PurchaseError as exc:
+        return _render_wait(
+            payment, notice=exc.customer_message_sw if g.lang == "sw" else exc.customer_message, status_code=503
+        )
+    return redirect(url_for("captive.wait", purchase_id=again.public_id), code=303)
 
 
 @bp.get("/p/<purchase_id>/status")
@@ -104,38 +186,172 @@ def status(purchase_id: str):  # type: ignore[no-untyped-def]
     return response
 
 
-def _seconds_left(initiation: StkInitiation | None) -> int:
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _router(slug: str) -> Router:
+    return catalogue.router_by_slug(slug) or abort(404)
+
+
+def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200):  # type: ignore[no-untyped-def]
+    status = payments.purchase_status(payment)
+    ctx = payments.HotspotContext.from_json(payment.hotspot_json)
+    seconds_left = _seconds_left(payment) if status.status == "pending" else 0
+    login = (
+        router_login(ctx, status.voucher, page_is_https=request.is_secure)
+        if status.status == "active" and status.voucher
+        else None
+    )
+    retry_form = retry_wait = None
+    if status.status in ("failed", "expired") and status.can_retry and payment.phone:
+        retry_form = RetryForm(formdata=None, purchase_key=secrets.token_urlsafe(24))
+        retry_wait = seconds_until_allowed(push_checks(payment.phone, ctx, request.remote_addr))
+    router = payment.router
+    page = render_template(
+        "captive/wait.html",
+        payment=payment,
+        status=status,
+        message=status.message_sw if g.lang == "sw" else status.message_en,
+        notice=notice,
+        masked_phone=mask_phone(payment.phone) if payment.phone else "",
+        seconds_left=seconds_left,
+        login=login,
+        retry_form=retry_form,
+        retry_wait=describe_wait(retry_wait, g.lang) if retry_wait else None,
+        back_url=_plans_url(router, ctx) if router else None,
+        receipt_url=_plans_url(router, ctx, show="receipt") if router else None,
+        refresh=status.status in ("pending", "paid"),
+        lang_url=url_for("captive.wait", purchase_id=payment.public_id, lang=_other_lang()),
+    )
+    return _private(page, status_code)
+
+
+def _render_plans(
+    router: Router | catalogue.Storefront,
+    ctx: payments.HotspotContext,
+    *,
+    buy: BuyForm | None = None,
+    voucher: VoucherForm | None = None,
+    receipt: ReceiptForm | None = None,
+    notice: str | None = None,
+    open_: str | None = None,
+    status: int = 200,
+):  # type: ignore[no-untyped-def]
+    params = as_params(ctx)
+    if buy is None:
+        buy = BuyForm(
+            formdata=None, purchase_key=secrets.token_urlsafe(24), phone=request.cookies.get(PHONE_COOKIE, "")
+        )
+    else:
+        buy.purchase_key.data = secrets.token_urlsafe(24)  # a corrected form is a new attempt
+    voucher = voucher or VoucherForm(formdata=None)
+    receipt = receipt or ReceiptForm(formdata=None)
+    for form in (buy, voucher, receipt):
+        form.fill_hotspot(params)
+    return (
+        render_template(
+            "captive/plans.html",
+            router=router,
+            plans=_plans_on_sale(router),
+            form=buy,
+            voucher_form=voucher,
+            receipt_form=receipt,
+            notice=notice,
+            open_=open_,
+            describe_duration=catalogue.describe_duration,
+            describe_bytes=catalogue.describe_bytes,
+            lang_url=_plans_url(router, ctx, other=True),
+        ),
+        status,
+    )
+
+
+def _plans_on_sale(router: Router | catalogue.Storefront) -> tuple[catalogue.PlanView, ...]:
+    shop = router if isinstance(router, catalogue.Storefront) else catalogue.storefront(router.slug)
+    return shop.plans if shop else ()
+
+
+def _router_refusal(args: Any) -> dict[str, str] | None:
+    raw = router_error(args)
+    key = router_error_key(raw)
+    return {"heading": g.t["router_refused"], "text": g.t[key], "raw": raw or ""} if key else None
+
+
+@bp.errorhandler(CSRFError)
+def _expired_form(_exc: CSRFError):  # type: ignore[no-untyped-def]
+    """A form kept open past its token's life (or from before a restart): show the page again, in words."""
+    _language()  # the CSRF check runs before this blueprint's own before_request
+    args = request.view_args or {}
+    if "purchase_id" in args:
+        payment = payments.find_purchase(args["purchase_id"]) or abort(404)
+        return _render_wait(payment, notice=g.t["err_expired_form"], status_code=400)
+    router = _router(args.get("slug", ""))
+    ctx = context_from({name: request.form.get(name.replace("-", "_"), "") for name in PARAM_NAMES})
+    return _render_plans(router, ctx, notice=g.t["err_expired_form"], status=400)
+
+
+def _plans_url(router: Router | catalogue.Storefront, ctx: payments.HotspotContext, *, other: bool = False, show: str | None = None) -> str:
+    params = as_params(ctx)
+    if show:
+        params["show"] = show
+    if other:
+        params["lang"] = _other_lang()
+    base = url_for("captive.plans", slug=router.slug)
+    return f"{base}?{urlencode(params)}" if params else base
+
+
+def _other_lang() -> str:
+    return "en" if g.lang == "sw" else "sw"
+
+
+def _private(page: Any, status_code: int = 200):  # type: ignore[no-untyped-def]
+    # These pages show a voucher code: keep them out of shared caches and the back-button cache.
+    response = make_response(page, status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _seconds_left(payment: Payment) -> int:
+    initiation = db.session.scalars(
+        sa.select(StkInitiation).where(StkInitiation.payment_id == payment.id).order_by(StkInitiation.id.desc())
+    ).first()
     if initiation is None:
         return 0
     deadline = initiation.created_at + timedelta(seconds=current_app.config["PORTAL_STK_EXPIRY_S"])
     return max(0, int((deadline - utcnow()).total_seconds()))
 
 
-def _fill_hotspot_fields(form: BuyForm, params: dict[str, str]) -> None:
-    for name, value in params.items():
-        getattr(form, name.replace("-", "_")).data = value
+_asset_versions: dict[tuple[str, float], str] = {}
 
 
-def _render_plans(router, form: BuyForm, notice: str | None, status: int = 200):  # type: ignore[no-untyped-def]
-    return (
-        render_template(
-            "captive/plans.html",
-            router=router,
-            plans=catalogue.plans_for_router(router),
-            form=form,
-            notice=notice,
-            describe_duration=catalogue.describe_duration,
-            describe_bytes=catalogue.describe_bytes,
-        ),
-        status,
-    )
+@bp.app_template_global()
+def asset_url(filename: str) -> str:
+    """A static URL with a content hash, so a changed file is fetched again despite long caching."""
+    path = Path(current_app.static_folder or "") / filename
+    stamp = (filename, path.stat().st_mtime)
+    version = _asset_versions.get(stamp)
+    if version is None:
+        version = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+        _asset_versions[stamp] = version
+    return url_for("static", filename=filename, v=version)
+
+
+@bp.app_template_global()
+def describe_speed(rate_limit: str | None) -> str | None:
+    """RouterOS "rx/tx" as the customer's download speed: "2M/5M" → "5 Mbps"."""
+    if not rate_limit:
+        return None
+    tx = rate_limit.split()[0].split("/")[-1].strip()
+    units = {"k": "kbps", "K": "kbps", "M": "Mbps", "G": "Gbps"}
+    if tx and tx[-1] in units and tx[:-1].replace(".", "", 1).isdigit():
+        return f"{tx[:-1]} {units[tx[-1]]}"
+    return tx or None
 
 
 @bp.app_template_filter("merge_lang")
 def merge_lang(args, current: str) -> str:  # type: ignore[no-untyped-def]
-    """The current query string with the other language chosen, for the language switch link."""
-    from urllib.parse import urlencode
-
+    """The current query string with the other language chosen (pages without their own switch URL)."""
     merged = {k: v for k, v in args.items() if k != "lang"}
     merged["lang"] = "en" if current == "sw" else "sw"
     return urlencode(merged)

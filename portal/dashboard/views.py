@@ -1,12 +1,12 @@
-"""Owner dashboard (the full dashboard is issue 4); for now a sign-in-protected landing page."""
+"""The dashboard's front door."""
 
-from flask import render_template
-from flask_login import login_required
+from __future__ import annotations
 
-from . import bp
+from flask import redirect
+
+from . import bp, dashboard_url
 
 
 @bp.get("/")
-@login_required
 def index():  # type: ignore[no-untyped-def]
-    return render_template("dashboard/error.html", heading="Dashboard", message="Coming soon.")
+    return redirect(dashboard_url("dashboard.overview") or dashboard_url("dashboard.routers"))

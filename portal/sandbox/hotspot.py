@@ -2,7 +2,10 @@
 
 It plays one device (one MAC and IP) behind the hotspot. ``GET /login`` renders the router's
 login.html as the portal's routers carry it: an instant hand-over to the portal with the hotspot
-variables. ``/login`` with a username logs the device in by PAP or CHAP as RouterOS does.
+variables. ``/login`` with a username logs the device in by PAP or CHAP as RouterOS does (GET or
+POST; every attempt is kept in ``logins``). ``/status`` and ``/logout`` render the portal's
+router-side pages (scripts/hotspot/status.html, logout.html) with RouterOS's ``$(var)`` and
+``$(if …)`` syntax when ``pages_dir`` is given (``ROUTER_PAGES``), so tests see what a customer would.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import html
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.utils import redirect
@@ -26,6 +30,7 @@ from .router import SandboxRouter, SandboxTrap
 DEFAULT_LINK_ORIG = "http://example.com/"
 INVALID_LOGIN = "invalid username or password"
 CHAP_MISSING = "web browser did not send challenge response (try again, enable JavaScript)"
+ROUTER_PAGES = Path(__file__).resolve().parents[2] / "scripts" / "hotspot"
 
 
 def encode_octal_escapes(data: bytes) -> str:
@@ -70,6 +75,7 @@ class SandboxHotspot:
         chap: bool = False,
         port: int = 0,
         host: str = "127.0.0.1",
+        pages_dir: Path | None = None,  # ROUTER_PAGES: serve the portal's status.html/logout.html
     ) -> None:
         self.router = router
         self.portal_url = portal_url
@@ -81,6 +87,8 @@ class SandboxHotspot:
         self._challenge: tuple[bytes, bytes] | None = None  # (chap id, chap challenge)
         self._challenge_lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
+        self.pages_dir = pages_dir
+        self.logins: list[dict[str, Any]] = []  # every login attempt: method, username, login_by, error
 
     @property
     def base_url(self) -> str:
@@ -117,8 +125,7 @@ class SandboxHotspot:
         elif request.path == "/status":
             response = self._status()
         elif request.path == "/logout":
-            self.router.log_out_mac(self.device_mac)
-            response = _page("Logged out", "<p>You have been logged out.</p>")
+            response = self._logout()
         elif self.router.session_for_mac(self.device_mac) is None:
             # Like the hotspot: any page before login sends the device to the login page.
             response = redirect(f"{self.login_url}?{urlencode({'dst': request.url})}")
@@ -134,16 +141,20 @@ class SandboxHotspot:
         if username is None:
             return self._login_page(dst=dst, error=None)
         password = request.values.get("password", "")
+        attempt = {"method": request.method, "username": username, "login_by": "http-chap" if self.chap else "http-pap"}
+        self.logins.append(attempt)
         try:
             self.router.log_in_host(
                 user=username,
                 password_matches=self._password_check(password),
                 ip=self.device_ip,
                 mac=self.device_mac,
-                login_by="http-chap" if self.chap else "http-pap",
+                login_by=attempt["login_by"],
             )
         except SandboxTrap as trap:
+            attempt["error"] = trap.message
             return self._login_page(dst=dst, error=trap.message)
+        attempt["error"] = None
         return redirect(dst or f"{self.base_url}/status")
 
     def _password_check(self, password: str) -> Callable[[str], bool]:
@@ -188,9 +199,124 @@ class SandboxHotspot:
 
     def _status(self) -> Response:
         session = self.router.session_for_mac(self.device_mac)
+        template = self._router_page("status.html")
+        if template is not None:
+            return Response(render_router_page(template, self.page_variables(session)), mimetype="text/html")
         if session is None:
             return _page("Status", "<p>not logged in</p>")
         return _page("Status", f"<p>logged in as {html.escape(session['user'])}</p>")
+
+    def _logout(self) -> Response:
+        session = self.router.session_for_mac(self.device_mac)
+        self.router.log_out_mac(self.device_mac)
+        template = self._router_page("logout.html")
+        if template is None:
+            return _page("Logged out", "<p>You have been logged out.</p>")
+        return Response(render_router_page(template, self.page_variables(session)), mimetype="text/html")
+
+    def _router_page(self, name: str) -> str | None:
+        path = self.pages_dir / name if self.pages_dir else None
+        return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+
+    def page_variables(self, session: Mapping[str, str] | None) -> dict[str, str]:
+        """The servlet variables a status/logout page sees for this device (a useful subset)."""
+        variables = {
+            "identity": self.router.identity,
+            "mac": self.device_mac,
+            "ip": self.device_ip,
+            "link-login": f"{self.login_url}?dst={quote(DEFAULT_LINK_ORIG, safe='')}",
+            "link-login-only": self.login_url,
+            "link-logout": f"{self.base_url}/logout",
+            "link-status": f"{self.base_url}/status",
+            "logged-in": "yes" if session else "no",
+            "refresh-timeout": "1m",
+            "refresh-timeout-secs": "60",
+        }
+        if session:
+            account = self.router.users.get(session["user"], {})
+            limit_bytes = str(account.get("limit-bytes-total") or "")
+            variables.update(
+                {
+                    "username": session["user"],
+                    "login-by": session.get("login-by", ""),
+                    "uptime": session.get("uptime", "0s"),
+                    "session-time-left": str(account.get("limit-uptime") or ""),
+                    "remain-bytes-total": limit_bytes,
+                    "remain-bytes-total-nice": _nice_bytes(limit_bytes),
+                    "bytes-in-nice": "0 B",
+                    "bytes-out-nice": "0 B",
+                }
+            )
+        return variables
+
+
+_TOKEN = re.compile(r"\$\(([^)]*)\)")
+_CONDITION = re.compile(r"^\s*([\w-]+)\s*(?:(==|!=)\s*'([^']*)')?\s*$")
+
+
+def render_router_page(template: str, variables: Mapping[str, str]) -> str:
+    """Render RouterOS hotspot page syntax: ``$(name)``, ``$(name-esc)``, and nested
+    ``$(if name)``/``$(if name == 'v')``, ``$(elif …)``, ``$(else)``, ``$(endif)``.
+    Values are inserted as they are, as the router does."""
+    out: list[str] = []
+    stack: list[tuple[bool, bool]] = []  # (this branch shows, some branch of this if has shown)
+    showing = True
+    for index, part in enumerate(_TOKEN.split(template)):
+        if index % 2 == 0:
+            if showing:
+                out.append(part)
+            continue
+        word, _, rest = part.strip().partition(" ")
+        parent = all(shown for shown, _ in stack)
+        if word == "if":
+            hit = parent and _holds(rest, variables)
+            stack.append((hit, hit))
+        elif word == "elif" and stack:
+            _, taken = stack[-1]
+            hit = parent_of(stack) and not taken and _holds(rest, variables)
+            stack[-1] = (hit, taken or hit)
+        elif word == "else" and stack:
+            _, taken = stack[-1]
+            stack[-1] = (parent_of(stack) and not taken, True)
+        elif word == "endif" and stack:
+            stack.pop()
+        elif parent:
+            out.append(_variable(part.strip(), variables))
+        showing = all(shown for shown, _ in stack)
+    return "".join(out)
+
+
+def parent_of(stack: list[tuple[bool, bool]]) -> bool:
+    return all(shown for shown, _ in stack[:-1])
+
+
+def _holds(condition: str, variables: Mapping[str, str]) -> bool:
+    match = _CONDITION.match(condition)
+    if match is None:
+        return False
+    name, operator, wanted = match.groups()
+    value = variables.get(name, "")
+    if operator == "==":
+        return value == wanted
+    if operator == "!=":
+        return value != wanted
+    return bool(value)
+
+
+def _variable(name: str, variables: Mapping[str, str]) -> str:
+    if name.endswith("-esc") and name not in variables:
+        return quote(variables.get(name[:-4], ""), safe="")
+    return variables.get(name, "")
+
+
+def _nice_bytes(raw: str) -> str:
+    if not raw.isdigit():
+        return ""
+    value = int(raw)
+    for size, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
 
 
 def _forwarding_page(portal_url: str, params: dict[str, str]) -> Response:

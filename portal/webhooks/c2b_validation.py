@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from .. import webhook_log
 from ..extensions import db
-from ..models import Paybill, Payment, Voucher, WebhookLog
+from ..models import Paybill, Payment, Voucher
 from ..payments import parse_amount
 from ..vouchers import normalise_code
 
@@ -22,12 +22,12 @@ ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
 REJECT_AMOUNT = {"ResultCode": "C2B00013", "ResultDesc": "Rejected"}
 
 
-def validation_answer(entry_id: int, paybill: Paybill | None) -> dict[str, Any]:
+def validation_answer(stored: webhook_log.StoredWebhook, paybill: Paybill | None) -> dict[str, Any]:
     if paybill is None:
         return ACCEPT  # rejected already in the log; Daraja's default action decides
-    entry = db.session.get(WebhookLog, entry_id)
+    entry_id = stored.id
     try:
-        body = json.loads(entry.payload)
+        body = json.loads(stored.payload)
         bill_ref = normalise_code(body.get("BillRefNumber")) if isinstance(body, dict) else ""
         amount = parse_amount(body.get("TransAmount")) if isinstance(body, dict) else None
     except ValueError:

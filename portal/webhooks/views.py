@@ -12,6 +12,7 @@ from flask import abort, current_app, jsonify, make_response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import webhook_log
+from ..models import Paybill
 from ..paybills import find_paybill_by_webhook_token
 from . import bp
 from .auth import caller_address, is_allowed_source
@@ -29,43 +30,45 @@ def _read_body() -> tuple[bytes, str | None]:
         return f"[body of {request.content_length} bytes refused: over 64 KB]".encode(), "body over 64 KB"
 
 
-def _store_and_authenticate(kind: str, token: str):  # type: ignore[no-untyped-def]
+def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWebhook, Paybill | None]:
+    """Store the request raw (with a verdict when it is unacceptable) and say whose it is."""
     body, body_error = _read_body()
     paybill = find_paybill_by_webhook_token(token)
     remote = caller_address(request, current_app.config["PORTAL_TRUSTED_PROXIES"])
-    entry = webhook_log.store_raw(kind, body, remote_addr=remote, paybill_id=paybill.id if paybill else None)
     problem = body_error
     if problem is None and paybill is None:
         problem = "unknown path token"
     if problem is None and not is_allowed_source(remote, current_app.config["PORTAL_CALLBACK_ALLOWED_IPS"]):
         problem = f"source address {remote} is not in the allow list"
+    stored = webhook_log.store_raw(
+        kind, body, remote_addr=remote, paybill_id=paybill.id if paybill else None, rejected_because=problem
+    )
     if problem:
-        webhook_log.mark(entry.id, "rejected", problem)
-        log.warning("webhook %s rejected id=%s: %s", kind, entry.id, problem)
+        log.warning("webhook %s rejected id=%s: %s", kind, stored.id, problem)
         if body_error:
             abort(make_response(jsonify({"ResultCode": 1, "ResultDesc": "Rejected: body over 64 KB"}), 413))
-        return entry, None
-    return entry, paybill
+        return stored, None
+    return stored, paybill
 
 
 @bp.post("/<token>/stk")
 def stk_callback(token: str):  # type: ignore[no-untyped-def]
-    entry, paybill = _store_and_authenticate("stk_callback", token)
+    stored, paybill = _store_and_authenticate("stk_callback", token)
     if paybill is not None:
-        webhook_log.process_stk_callback(entry.id, paybill.id)
+        webhook_log.process_stk_callback(stored)
     return jsonify(ACCEPTED)
 
 
 @bp.post("/<token>/c2b/confirm")
 def c2b_confirmation(token: str):  # type: ignore[no-untyped-def]
-    entry, paybill = _store_and_authenticate("c2b_confirmation", token)
+    stored, paybill = _store_and_authenticate("c2b_confirmation", token)
     if paybill is not None:
-        webhook_log.process_c2b_confirmation(entry.id, paybill)
+        webhook_log.process_c2b_confirmation(stored, paybill)
     return jsonify({"ResultCode": 0, "ResultDesc": "Success"})
 
 
 @bp.post("/<token>/c2b/validate")
 def c2b_validation(token: str):  # type: ignore[no-untyped-def]
-    entry, paybill = _store_and_authenticate("c2b_validation", token)
-    answer = validation_answer(entry.id, paybill)
+    stored, paybill = _store_and_authenticate("c2b_validation", token)
+    answer = validation_answer(stored, paybill)
     return jsonify(answer)

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 0f0a89e64bc1
+Revision ID: a92ef3eca85e
 Revises: 
-Create Date: 2026-11-23 21:45:25.516665
+Create Date: 2026-11-23 22:02:42.084229
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import portal.models  # noqa: F401  (custom column types)
 
 
 # revision identifiers, used by Alembic.
-revision = '0f0a89e64bc1'
+revision = 'a92ef3eca85e'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -83,6 +83,7 @@ def upgrade():
     sa.Column('store_number', sa.String(length=12), nullable=True),
     sa.Column('environment', sa.String(length=12), nullable=False),
     sa.Column('consumer_key_encrypted', sa.Text(), nullable=False),
+    sa.Column('consumer_key_fingerprint', sa.String(length=64), nullable=True),
     sa.Column('consumer_secret_encrypted', sa.Text(), nullable=False),
     sa.Column('passkey_encrypted', sa.Text(), nullable=False),
     sa.Column('access_token_encrypted', sa.Text(), nullable=True),
@@ -110,6 +111,7 @@ def upgrade():
     if op.get_bind().dialect.name != "sqlite":
         op.create_foreign_key('fk_users_default_paybill', 'users', 'paybills', ['default_paybill_id'], ['id'])
     with op.batch_alter_table('paybills', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_paybills_consumer_key_fingerprint'), ['consumer_key_fingerprint'], unique=False)
         batch_op.create_index(batch_op.f('ix_paybills_number'), ['number'], unique=False)
         batch_op.create_index(batch_op.f('ix_paybills_owner_id'), ['owner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_paybills_previous_webhook_token_hash'), ['previous_webhook_token_hash'], unique=False)
@@ -399,6 +401,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_paybills_previous_webhook_token_hash'))
         batch_op.drop_index(batch_op.f('ix_paybills_owner_id'))
         batch_op.drop_index(batch_op.f('ix_paybills_number'))
+        batch_op.drop_index(batch_op.f('ix_paybills_consumer_key_fingerprint'))
 
     op.drop_table('paybills')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:

@@ -1,0 +1,180 @@
+"""Getting a customer online without a new payment: a voucher code they hold, an M-Pesa receipt
+from their SMS, or one more push for a purchase that failed.
+
+What these services guarantee:
+* a voucher is only ever handed out for something that proves payment (its code, or a receipt);
+  never for a phone number alone;
+* a payment nobody could match (a Buy Goods payment carries no account number) becomes a voucher
+  at most once: a conditional UPDATE on ``payments.status = 'unmatched'`` decides, in the same
+  transaction that creates the voucher and queues its activation;
+* each lookup is scoped to the router owner's own vouchers and payments.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from . import activations, catalogue, payments
+from .extensions import db
+from .models import AuditLog, Payment, Plan, Router, Voucher, utcnow
+from .vouchers import new_voucher_code, normalise_code
+
+log = logging.getLogger(__name__)
+
+LOGIN_STATES = ("paid", "active")
+
+
+def voucher_for_login(router: Router, raw_code: str | None) -> Voucher | None:
+    """The voucher this code names, if it may log in at this router: the owner's, paid or active,
+    not past its expiry. Every other case is the same None, so a reply never tells a wrong code from
+    an expired or foreign one."""
+    code = normalise_code(raw_code)
+    if not 4 <= len(code) <= 12:
+        return None
+    voucher = db.session.scalars(
+        sa.select(Voucher).where(
+            Voucher.code == code, Voucher.owner_id == router.owner_id, Voucher.status.in_(LOGIN_STATES)
+        )
+    ).first()
+    if voucher is None or (voucher.expires_at is not None and voucher.expires_at <= utcnow()):
+        return None
+    return voucher
+
+
+def normalise_receipt(raw: str | None) -> str | None:
+    """What a customer copied from the SMS → the receipt as M-Pesa writes it (10 letters/digits)."""
+    text = "".join(ch for ch in (raw or "").upper() if ch.isalnum())
+    if not (8 <= len(text) <= 12) or text.isdigit() or not text.isascii():
+        return None  # all digits: a phone number or an amount, never a receipt
+    return text
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """``outcome``: found (an existing voucher), claimed (a new voucher from unmatched money),
+    underpaid, too_little (below every plan), used_up (the voucher has expired), not_found."""
+
+    outcome: str
+    payment: Payment | None = None
+    amount: int | None = None
+
+
+def recover_by_receipt(router: Router, raw_receipt: str | None, hotspot: payments.HotspotContext) -> Recovery:
+    """Find the router owner's payment with this receipt and get its voucher to this device.
+
+    A settled payment gets this device's login variables (so its wait page can log the browser in
+    here). An unmatched payment of at least one plan's price is turned into a voucher for the best
+    plan it pays for, exactly once, and its activation is queued. Commits.
+    """
+    receipt = normalise_receipt(raw_receipt)
+    if receipt is None:
+        return Recovery("not_found")
+    payment = db.session.scalars(
+        sa.select(Payment).where(Payment.receipt == receipt, Payment.owner_id == router.owner_id)
+    ).first()
+    if payment is None:
+        return Recovery("not_found")
+    if payment.status == "unmatched":
+        return _claim_unmatched(router, payment, hotspot)
+    if payment.status == "underpaid":
+        return Recovery("underpaid", payment, payment.amount)
+    if payment.status != "paid" or payment.voucher is None:
+        return Recovery("not_found")
+    if payment.voucher.status not in LOGIN_STATES:
+        return Recovery("used_up", payment)
+    _keep_login_context(payment, hotspot)
+    return Recovery("found", payment)
+
+
+def best_plan_for_amount(router: Router, amount: int) -> Plan | None:
+    """The dearest plan on sale at this router that the amount pays for (longest on a tie)."""
+    affordable = [plan for plan in catalogue.plans_for_router(router) if plan.price <= amount]
+    return max(affordable, key=lambda plan: (plan.price, plan.duration_s), default=None)
+
+
+def _claim_unmatched(router: Router, payment: Payment, hotspot: payments.HotspotContext) -> Recovery:
+    amount = payment.amount or 0
+    plan = best_plan_for_amount(router, amount)
+    if plan is None:
+        return Recovery("too_little", payment, amount)
+    now = utcnow()
+    voucher = Voucher(
+        code=new_voucher_code(),
+        owner_id=router.owner_id,
+        plan_id=plan.id,
+        router_id=router.id,
+        status="paid",
+        paid_at=now,
+        device_mac=hotspot.mac,
+        device_ip=hotspot.ip,
+    )
+    db.session.add(voucher)
+    db.session.flush()
+    note = f"claimed with its receipt on {router.slug} for plan {plan.name!r} (KES {plan.price})"
+    won = (
+        db.session.execute(
+            sa.update(Payment)
+            .where(Payment.id == payment.id, Payment.status == "unmatched")
+            .values(
+                status="paid",
+                voucher_id=voucher.id,
+                router_id=router.id,
+                amount_expected=plan.price,
+                hotspot_json=hotspot.to_json(),
+                note=note[:300],
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+    if not won:
+        db.session.rollback()  # another request claimed it first: show what it made
+        db.session.refresh(payment)
+        return recover_by_receipt(router, payment.receipt, hotspot)
+    activations.queue_activation(
+        voucher_id=voucher.id, router_id=router.id, device_mac=hotspot.mac, device_ip=hotspot.ip
+    )
+    db.session.add(
+        AuditLog(
+            owner_id=router.owner_id,
+            actor="customer",
+            action="payment.claimed_by_receipt",
+            object_type="payment",
+            object_id=str(payment.id),
+            detail=f"{note}; voucher {voucher.code}",
+        )
+    )
+    db.session.commit()
+    activations.wake_worker()  # after the commit, so the worker can see the new row
+    db.session.refresh(payment)
+    log.info("unmatched payment claimed receipt=%s voucher=%s plan=%s", payment.receipt, voucher.code, plan.id)
+    return Recovery("claimed", payment, amount)
+
+
+def _keep_login_context(payment: Payment, hotspot: payments.HotspotContext) -> None:
+    # Only the login variables change (the device the customer is on now); no money column moves.
+    if hotspot.link_login_only:
+        payment.hotspot_json = hotspot.to_json()
+        db.session.commit()
+
+
+def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
+    """Send the prompt again after a failure or timeout: a new purchase for the same plan, phone
+    and router, through ``payments.start_purchase`` (so it is idempotent per form, commits before
+    pushing, and never re-sends a push whose outcome is unknown). The failed purchase stays on
+    record as it was; a late success on it is still honoured by the payments service.
+
+    Raises ``payments.PurchaseError`` when the plan is no longer sold there.
+    """
+    voucher, router = payment.voucher, payment.router
+    plan = catalogue.plan_for_router(router, voucher.plan_id) if voucher and router else None
+    if plan is None or router is None or not payment.phone:
+        raise payments.PurchaseError(
+            "This package is no longer on sale here. Please choose another one.",
+            "Kifurushi hiki hakiuzwi tena hapa. Tafadhali chagua kingine.",
+        )
+    hotspot = payments.HotspotContext.from_json(payment.hotspot_json)
+    return payments.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=idempotency_key)

@@ -1,0 +1,228 @@
+"""The overview page's numbers and its two charts, aggregated in SQL and drawn as plain SVG.
+
+Everything is owner-scoped (an admin sees every owner) and bounded in time, so the cost depends on
+the last 30 days of one owner's rows, not on the size of the table. Revenue reads only the covering
+index ``ix_payments_owner_status_created`` (owner, status, created_at, id, INCLUDE amount on
+PostgreSQL); initiations are reached through ``ix_initiations_router_created``.
+
+Days are Nairobi days. Revenue is counted on the day the payment row was created (for an STK
+purchase that is seconds before the money arrived), because that is the indexed column.
+
+Benchmark (not a test): ``scripts/bench_dashboard.py`` seeds 1,000,000 payments into PostgreSQL
+and times these queries and the payments list.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from .extensions import db
+from .models import Payment, StkInitiation, User, Voucher, utcnow
+from .mpesa.result_codes import meaning_of
+from .owner_scope import nairobi_day_start, nairobi_today, owned, via_router
+
+REVENUE_DAYS = 30
+RESULT_WINDOW = timedelta(days=30)
+MEDIAN_WINDOW = timedelta(days=7)
+MEDIAN_SAMPLE = 2000  # the latest activations are plenty for a median, and keep the read bounded
+
+
+@dataclass(frozen=True)
+class ResultSlice:
+    code: str  # "0", "1032", … or "waiting" for initiations with no answer yet
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Overview:
+    revenue_today: int
+    revenue_7d: int
+    revenue_30d: int
+    paid_30d: int
+    initiations_30d: int
+    completed_30d: int
+    median_pin_to_online_s: float | None
+    online_now: int
+    daily_revenue: list[tuple[date, int]]
+    results: list[ResultSlice] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Paid initiations over all initiations in the window; None when there were none."""
+        return self.completed_30d / self.initiations_30d if self.initiations_30d else None
+
+
+def build_overview(user: User, *, now: datetime | None = None) -> Overview:
+    """The overview for ``user`` (all owners for an admin). Read-only; a handful of indexed queries."""
+    now = now or utcnow()
+    per_day = _revenue_by_day(user, now=now)
+    daily = [(day, amount) for day, amount, _ in per_day]
+    today = nairobi_today(now)
+    results, initiations, completed = _initiation_results(user, now - RESULT_WINDOW)
+    return Overview(
+        revenue_today=sum(amount for day, amount in daily if day == today),
+        revenue_7d=sum(amount for day, amount in daily if day > today - timedelta(days=7)),
+        revenue_30d=sum(amount for _, amount in daily),
+        paid_30d=sum(count for _, _, count in per_day),
+        initiations_30d=initiations,
+        completed_30d=completed,
+        median_pin_to_online_s=median_pin_to_online_s(user, now=now),
+        online_now=online_now(user, now=now),
+        daily_revenue=daily,
+        results=results,
+    )
+
+
+def _nairobi_day(column: sa.ColumnElement) -> sa.ColumnElement:
+    """The Nairobi calendar day of a UTC timestamp column, in SQL, for this database."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone("Africa/Nairobi", column), sa.Date)
+    return sa.func.date(column, "+3 hours")  # SQLite stores naive UTC text
+
+
+def daily_revenue(user: User, *, now: datetime | None = None, days: int = REVENUE_DAYS) -> list[tuple[date, int]]:
+    """KES of paid payments per Nairobi day, oldest first, with zero days filled in."""
+    return [(day, amount) for day, amount, _ in _revenue_by_day(user, now=now, days=days)]
+
+
+def _revenue_by_day(user: User, *, now: datetime | None = None, days: int = REVENUE_DAYS) -> list[tuple[date, int, int]]:
+    """(day, KES, number of payments) per Nairobi day: one pass over the covering index."""
+    now = now or utcnow()
+    today = nairobi_today(now)
+    first_day = today - timedelta(days=days - 1)
+    day = _nairobi_day(Payment.created_at).label("day")
+    rows = db.session.execute(
+        sa.select(day, sa.func.coalesce(sa.func.sum(Payment.amount), 0), sa.func.count())
+        .where(
+            owned(Payment.owner_id, user),
+            Payment.status == "paid",
+            Payment.created_at >= nairobi_day_start(first_day),
+        )
+        .group_by(day)
+    ).all()
+    by_day = {(d if isinstance(d, date) else date.fromisoformat(str(d))): (int(total), count) for d, total, count in rows}
+    series = []
+    for i in range(days):
+        amount, count = by_day.get(first_day + timedelta(days=i), (0, 0))
+        series.append((first_day + timedelta(days=i), amount, count))
+    return series
+
+
+def _initiation_results(user: User, since: datetime) -> tuple[list[ResultSlice], int, int]:
+    rows = db.session.execute(
+        sa.select(StkInitiation.status, StkInitiation.result_code, sa.func.count())
+        .where(via_router(StkInitiation.router_id, user), StkInitiation.created_at >= since)
+        .group_by(StkInitiation.status, StkInitiation.result_code)
+    ).all()
+    counts: Counter[str] = Counter()
+    total = completed = 0
+    for status, code, count in rows:
+        total += count
+        if status == "completed":
+            completed += count
+            code = "0"
+        counts[code if code else ("waiting" if status == "initiated" else status)] += count
+    slices = [ResultSlice(code, _result_label(code), count) for code, count in counts.most_common()]
+    return slices, total, completed
+
+
+def _result_label(code: str) -> str:
+    if code == "waiting":
+        return "no answer yet"
+    if code == "expired":
+        return "expired unanswered"
+    meaning = meaning_of(code)
+    return f"{code} · {meaning.reason.replace('_', ' ')}"
+
+
+def median_pin_to_online_s(user: User, *, now: datetime | None = None) -> float | None:
+    """Median seconds from the money arriving (voucher paid) to the voucher working on the router."""
+    since = (now or utcnow()) - MEDIAN_WINDOW
+    rows = db.session.execute(
+        sa.select(Voucher.paid_at, Voucher.activated_at)
+        .where(
+            owned(Voucher.owner_id, user),
+            Voucher.activated_at >= since,
+            Voucher.paid_at.is_not(None),
+            Voucher.source == "purchase",  # batch vouchers are made ahead of the sale
+        )
+        .order_by(Voucher.activated_at.desc())
+        .limit(MEDIAN_SAMPLE)
+    ).all()
+    waits = [(activated - paid).total_seconds() for paid, activated in rows if activated >= paid]
+    return statistics.median(waits) if waits else None
+
+
+def online_now(user: User, *, now: datetime | None = None) -> int:
+    """Vouchers active and not past their end: customers who can be online now (from the database)."""
+    now = now or utcnow()
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Voucher)
+        .where(
+            owned(Voucher.owner_id, user),
+            Voucher.status == "active",
+            sa.or_(Voucher.expires_at.is_(None), Voucher.expires_at > now),
+        )
+    ) or 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts: geometry here, markup in templates/dashboard/overview/_charts.html (autoescaped SVG)
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    value: int
+
+
+@dataclass(frozen=True)
+class BarChart:
+    width: int
+    height: int
+    bars: list[Bar]
+    max_value: int
+    axis_labels: list[tuple[float, str]]  # (x, text) under the bars
+
+
+CHART_W, CHART_H, CHART_PAD = 600, 160, 20
+
+
+def revenue_chart(daily: list[tuple[date, int]]) -> BarChart:
+    """One bar per day; the tallest day fills the height, a zero day is a hairline."""
+    top = max((amount for _, amount in daily), default=0) or 1
+    slot = CHART_W / max(len(daily), 1)
+    usable = CHART_H - CHART_PAD
+    bars = []
+    for i, (day, amount) in enumerate(daily):
+        height = max(1.0, usable * amount / top) if amount else 1.0
+        bars.append(Bar(round(i * slot + 1, 1), round(usable - height, 1), round(slot - 2, 1), round(height, 1),
+                        day.strftime("%a %d %b"), amount))
+    ticks = [(round(i * slot + slot / 2, 1), day.strftime("%d %b")) for i, (day, _) in enumerate(daily) if i % 7 == 0]
+    return BarChart(CHART_W, CHART_H, bars, top, ticks)
+
+
+ROW_H = 22
+
+
+def results_chart(results: list[ResultSlice]) -> BarChart:
+    """Horizontal bars, one per result code, longest first; label left, count right."""
+    top = max((r.count for r in results), default=0) or 1
+    label_w, value_w = 220, 60
+    usable = CHART_W - label_w - value_w
+    bars = [
+        Bar(label_w, i * ROW_H + 3, round(max(1.0, usable * r.count / top), 1), ROW_H - 6, r.label, r.count)
+        for i, r in enumerate(results)
+    ]
+    return BarChart(CHART_W, max(ROW_H, ROW_H * len(results)), bars, top, [])

@@ -1,0 +1,15 @@
+// Optional niceties only: every page works without this file.
+document.addEventListener("submit", function (event) {
+  var button = event.submitter;
+  var question = button && button.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
+document.addEventListener("click", function (event) {
+  var target = event.target;
+  if (target && target.matches && target.matches("[data-select-all]")) {
+    var area = document.getElementById(target.getAttribute("data-select-all"));
+    if (area) { area.focus(); area.select(); }
+  }
+});

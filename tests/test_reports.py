@@ -1,0 +1,66 @@
+"""Overview numbers: Nairobi days, owner scope, success rate, time to online, customers online."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from portal import reports
+from portal.extensions import db
+from portal.models import StkInitiation, Voucher
+
+from .test_dashboard_money import seed_payments
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)  # 15:00 in Nairobi
+
+
+def test_revenue_is_counted_per_nairobi_day_and_per_owner(app, shop, make_owner, make_paybill, make_router):
+    # 21:30 UTC on 9 March is 00:30 on 10 March in Nairobi: it is today's money.
+    seed_payments(shop, 2, start=datetime(2026, 3, 9, 21, 30, tzinfo=UTC), step=timedelta(minutes=1))
+    seed_payments(shop, 3, start=datetime(2026, 3, 9, 20, 0, tzinfo=UTC), step=timedelta(minutes=1))  # yesterday
+    seed_payments(shop, 4, start=NOW - timedelta(days=10))
+    seed_payments(shop, 5, start=NOW - timedelta(days=40))  # outside the window
+    seed_payments(shop, 6, status="failed", start=NOW - timedelta(hours=1))
+    other = make_owner()
+    seed_payments(shop, 7, owner_id=other.id, start=NOW - timedelta(hours=1))
+
+    data = reports.build_overview(shop.owner, now=NOW)
+
+    assert (data.revenue_today, data.revenue_7d, data.revenue_30d) == (20, 50, 90)
+    assert data.paid_30d == 9
+    assert len(data.daily_revenue) == 30 and data.daily_revenue[-1] == (NOW.date(), 20)
+    admin = make_owner(admin=True)
+    assert reports.build_overview(admin, now=NOW).revenue_today == 20 + 70
+
+
+def test_success_rate_results_median_and_online_now(app, shop):
+    def initiation(status: str, code: str | None) -> StkInitiation:
+        return StkInitiation(account_reference="X", phone_number="254712345678", amount=10, paybill_number="174379",
+                             paybill_id=shop.paybill.id, router_id=shop.router.id, status=status, result_code=code,
+                             created_at=NOW - timedelta(hours=2))
+
+    db.session.add_all([initiation("completed", "0") for _ in range(3)]
+                       + [initiation("failed", "1032") for _ in range(2)] + [initiation("initiated", None)])
+    for i, wait_s in enumerate((2, 4, 30)):
+        paid = NOW - timedelta(hours=1, minutes=i)
+        db.session.add(Voucher(code=f"MEDIAN{i}", owner_id=shop.owner.id, plan_id=shop.plan.id, router_id=shop.router.id,
+                               status="active", paid_at=paid, activated_at=paid + timedelta(seconds=wait_s),
+                               expires_at=NOW + timedelta(minutes=30) if i else NOW - timedelta(minutes=1)))
+    db.session.commit()
+
+    data = reports.build_overview(shop.owner, now=NOW)
+
+    assert (data.completed_30d, data.initiations_30d) == (3, 6) and data.success_rate == 0.5
+    assert {r.code: r.count for r in data.results} == {"0": 3, "1032": 2, "waiting": 1}
+    assert data.median_pin_to_online_s == 4
+    assert data.online_now == 2  # one of the three is past its end
+    chart = reports.results_chart(data.results)
+    assert [bar.value for bar in chart.bars] == [3, 2, 1] and chart.bars[0].width > chart.bars[1].width
+
+
+def test_an_owner_with_nothing_gets_zeros_not_errors(app, make_owner):
+    data = reports.build_overview(make_owner(), now=NOW)
+    assert (data.revenue_30d, data.success_rate, data.median_pin_to_online_s, data.online_now) == (0, None, None, 0)
+    assert reports.revenue_chart(data.daily_revenue).max_value == 1
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Voucher)) == 0
