@@ -269,7 +269,10 @@ def _record_success(work: ActivationWork) -> None:
     if work.kind == "activate":
         voucher = db.session.get(Voucher, work.voucher_id)
         plan = db.session.get(Plan, voucher.plan_id)
-        expires_at = now + timedelta(seconds=plan.duration_s) if plan.validity_mode == "wall_clock" else None
+        # A bought voucher is used at once; a printed cash voucher may sit in a drawer for days, so
+        # its wall clock starts at first use (reconciliation.expire_used_up_vouchers sets it).
+        starts_now = plan.validity_mode == "wall_clock" and voucher.source != "batch"
+        expires_at = now + timedelta(seconds=plan.duration_s) if starts_now else None
         db.session.execute(
             sa.update(Voucher)
             .where(Voucher.id == work.voucher_id, Voucher.status == "paid")

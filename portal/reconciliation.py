@@ -205,18 +205,21 @@ def expire_used_up_vouchers() -> dict[str, int]:
     from .routeros.errors import RouterError
     from .routers import connection_for
 
+    unstarted_cash = sa.and_(
+        Voucher.source == "batch", Plan.validity_mode == "wall_clock", Voucher.expires_at.is_(None)
+    )
     active = db.session.execute(
         sa.select(Voucher.id, Voucher.code, Voucher.router_id)
         .join(Plan, Voucher.plan_id == Plan.id)
         .where(
             Voucher.status == "active",
-            sa.or_(Plan.validity_mode == "connected_time", Plan.data_limit_bytes.is_not(None)),
+            sa.or_(Plan.validity_mode == "connected_time", Plan.data_limit_bytes.is_not(None), unstarted_cash),
         )
     ).all()
     by_router: dict[int, dict[str, int]] = defaultdict(dict)
     for voucher_id, code, router_id in active:
         by_router[router_id][code] = voucher_id
-    counts = {"routers": 0, "expired": 0, "unreachable": 0}
+    counts = {"routers": 0, "expired": 0, "unreachable": 0, "started": 0}
     for router_id, vouchers in by_router.items():
         conn = connection_for(db.session.get(Router, router_id))
         db.session.commit()  # no transaction held across the router call
@@ -227,11 +230,34 @@ def expire_used_up_vouchers() -> dict[str, int]:
             counts["unreachable"] += 1
             continue
         counts["routers"] += 1
-        spent = [vouchers[u.name] for u in usage if u.name in vouchers and u.is_used_up]
-        counts["expired"] += _expire_vouchers(spent)
+        mine = [u for u in usage if u.name in vouchers]
+        counts["expired"] += _expire_vouchers([vouchers[u.name] for u in mine if u.is_used_up])
+        counts["started"] += _start_cash_voucher_clocks({vouchers[u.name]: u.uptime_s for u in mine if u.uptime_s > 0})
     if counts["expired"]:
         activations.wake_worker()
     return counts
+
+
+def _start_cash_voucher_clocks(uptime_by_voucher: dict[int, int]) -> int:
+    """Printed wall-clock vouchers the router has seen in use: their validity runs from first use.
+
+    First use is estimated as now minus the time online so far (checked every minute); the
+    router's limit-uptime caps it meanwhile.
+    """
+    from .models import Plan
+
+    now, started = utcnow(), 0
+    for voucher_id, uptime_s in uptime_by_voucher.items():
+        duration = db.session.scalar(
+            sa.select(Plan.duration_s).join(Voucher, Voucher.plan_id == Plan.id).where(Voucher.id == voucher_id)
+        )
+        started += db.session.execute(
+            sa.update(Voucher)
+            .where(Voucher.id == voucher_id, Voucher.source == "batch", Voucher.expires_at.is_(None))
+            .values(expires_at=now - timedelta(seconds=uptime_s) + timedelta(seconds=duration))
+        ).rowcount
+    db.session.commit()
+    return started
 
 
 def _expire_vouchers(voucher_ids: list[int]) -> int:

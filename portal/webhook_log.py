@@ -161,8 +161,17 @@ def process_stk_callback(stored: StoredWebhook) -> payments.RecordOutcome:
 
 
 def _note_keys(entry_id: int, **values: str | None) -> None:
-    """Searchable key fields for the log viewer; not committed here (the recording commits)."""
-    db.session.execute(sa.update(WebhookLog).where(WebhookLog.id == entry_id).values(**values))
+    """Searchable key fields for the log viewer, and "processed" in advance: not committed here.
+
+    The recording that follows commits them with the money, so the common case (a payment
+    recorded) costs no extra commit; any other outcome overwrites the status right after, and
+    a failure rolls all of it back before the row is marked failed.
+    """
+    db.session.execute(
+        sa.update(WebhookLog)
+        .where(WebhookLog.id == entry_id)
+        .values(status="processed", processed_at=utcnow(), error=None, **values)
+    )
 
 
 def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill) -> payments.RecordOutcome:
@@ -206,6 +215,8 @@ def _record(entry_id: int, record: Any) -> payments.RecordOutcome:
         log.exception("webhook %s processing failed", entry_id)
         _mark_failed(entry_id, f"{type(exc).__name__}: {exc}")
         return payments.RecordOutcome("failed_processing", str(exc))
+    if outcome.action in ("paid", "underpaid") and not outcome.detail:
+        return outcome  # already committed as processed, with the payment
     detail = f"{outcome.action}: {outcome.detail}" if outcome.detail else outcome.action
     mark(entry_id, _STATUS_FOR_ACTION.get(outcome.action, "processed"), detail)
     return outcome

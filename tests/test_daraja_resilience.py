@@ -38,7 +38,7 @@ def test_daraja_500s_open_the_breaker_then_purchases_fail_fast_and_recover(shop,
 
     body = customer.status(fast)
     assert body["status"] == "failed" and "not responding" in body["message"] and "minute" in body["message"]
-    assert elapsed < 0.5
+    assert elapsed < 1.0  # no HTTP request: the breaker answers at once
     assert len(daraja.received) == requests_before  # nothing was sent while the breaker was open
     refused = _initiation(fast)
     assert refused.status == "failed" and refused.result_code == "DarajaCircuitOpen"

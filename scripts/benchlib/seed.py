@@ -233,7 +233,7 @@ def seed_million_payments(database_url: str, owner_id: int, router_id: int, payb
             INSERT INTO vouchers (code, owner_id, plan_id, router_id, status, phone, source, created_at, paid_at)
             SELECT 'M' || lpad(to_hex(i), 10, '0'), %(owner)s, %(plan)s, %(router)s,
                    (ARRAY['active','expired','expired','paid','pending_payment'])[1 + i %% 5],
-                   '2547' || lpad((i * 7919 %% 100000000)::text, 8, '0'), 'purchase',
+                   '2547' || lpad((i::bigint * 7919 %% 100000000)::text, 8, '0'), 'purchase',
                    now() - (i %% 7776000) * interval '1 second', now() - (i %% 7776000) * interval '1 second'
             FROM generate_series(1, %(rows)s) AS i
             """,

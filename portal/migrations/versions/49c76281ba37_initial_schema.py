@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: a92ef3eca85e
+Revision ID: 49c76281ba37
 Revises: 
-Create Date: 2026-11-23 22:02:42.084229
+Create Date: 2026-11-23 22:19:46.117324
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import portal.models  # noqa: F401  (custom column types)
 
 
 # revision identifiers, used by Alembic.
-revision = 'a92ef3eca85e'
+revision = '49c76281ba37'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -331,7 +331,7 @@ def upgrade():
     sa.UniqueConstraint('checkout_request_id')
     )
     with op.batch_alter_table('stk_initiations', schema=None) as batch_op:
-        batch_op.create_index('ix_initiations_router_created', ['router_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_initiations_router_created', ['router_id', 'created_at'], unique=False, postgresql_include=['status', 'result_code'])
         batch_op.create_index('ix_initiations_status_created', ['status', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_stk_initiations_account_reference'), ['account_reference'], unique=False)
         batch_op.create_index(batch_op.f('ix_stk_initiations_paybill_id'), ['paybill_id'], unique=False)
@@ -351,7 +351,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_stk_initiations_paybill_id'))
         batch_op.drop_index(batch_op.f('ix_stk_initiations_account_reference'))
         batch_op.drop_index('ix_initiations_status_created')
-        batch_op.drop_index('ix_initiations_router_created')
+        batch_op.drop_index('ix_initiations_router_created', postgresql_include=['status', 'result_code'])
 
     op.drop_table('stk_initiations')
     with op.batch_alter_table('payments', schema=None) as batch_op:
