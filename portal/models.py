@@ -236,6 +236,7 @@ class Voucher(db.Model):
         _status_check("status", VOUCHER_STATES, "voucher_status_valid"),
         sa.Index("ix_vouchers_status_expires", "status", "expires_at"),
         sa.Index("ix_vouchers_owner_activated", "owner_id", "activated_at"),  # overview: time to online
+        sa.Index("ix_vouchers_owner_status_expires", "owner_id", "status", "expires_at"),  # overview: online now
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -64,3 +64,27 @@ def test_an_owner_with_nothing_gets_zeros_not_errors(app, make_owner):
     assert (data.revenue_30d, data.success_rate, data.median_pin_to_online_s, data.online_now) == (0, None, None, 0)
     assert reports.revenue_chart(data.daily_revenue).max_value == 1
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Voucher)) == 0
+
+
+def test_todays_money_shows_at_once_while_past_days_are_cached(app, shop):
+    import secrets
+
+    from portal.extensions import db as database
+    from portal.models import Payment, utcnow
+    from portal.reports import build_overview
+
+    def paid(amount: int, when) -> None:  # type: ignore[no-untyped-def]
+        database.session.add(Payment(public_id=secrets.token_urlsafe(8), owner_id=shop.owner.id, router_id=shop.router.id,
+                                     amount_expected=amount, amount=amount, status="paid", created_at=when, paid_at=when))
+        database.session.commit()
+
+    from datetime import timedelta
+
+    paid(50, utcnow() - timedelta(days=3))
+    first = build_overview(shop.owner)
+    paid(10, utcnow())
+
+    second = build_overview(shop.owner)
+
+    assert first.revenue_30d == 50 and first.revenue_today == 0
+    assert second.revenue_today == 10 and second.revenue_30d == 60

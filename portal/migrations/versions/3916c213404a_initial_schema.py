@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 49c76281ba37
+Revision ID: 3916c213404a
 Revises: 
-Create Date: 2026-11-23 22:19:46.117324
+Create Date: 2026-11-23 22:27:54.995806
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import portal.models  # noqa: F401  (custom column types)
 
 
 # revision identifiers, used by Alembic.
-revision = '49c76281ba37'
+revision = '3916c213404a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -225,6 +225,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_vouchers_batch_ref'), ['batch_ref'], unique=False)
         batch_op.create_index('ix_vouchers_owner_activated', ['owner_id', 'activated_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_vouchers_owner_id'), ['owner_id'], unique=False)
+        batch_op.create_index('ix_vouchers_owner_status_expires', ['owner_id', 'status', 'expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_vouchers_phone'), ['phone'], unique=False)
         batch_op.create_index(batch_op.f('ix_vouchers_router_id'), ['router_id'], unique=False)
         batch_op.create_index('ix_vouchers_status_expires', ['status', 'expires_at'], unique=False)
@@ -374,6 +375,7 @@ def downgrade():
         batch_op.drop_index('ix_vouchers_status_expires')
         batch_op.drop_index(batch_op.f('ix_vouchers_router_id'))
         batch_op.drop_index(batch_op.f('ix_vouchers_phone'))
+        batch_op.drop_index('ix_vouchers_owner_status_expires')
         batch_op.drop_index(batch_op.f('ix_vouchers_owner_id'))
         batch_op.drop_index('ix_vouchers_owner_activated')
         batch_op.drop_index(batch_op.f('ix_vouchers_batch_ref'))
