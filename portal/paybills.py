@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -80,6 +82,43 @@ def find_paybill_by_webhook_token(token: str) -> Paybill | None:
     if paybill and paybill.previous_webhook_token_valid_until and paybill.previous_webhook_token_valid_until > utcnow():
         return paybill
     return None
+
+
+@dataclass(frozen=True)
+class WebhookPaybill:
+    """What a webhook needs of the paybill whose secret path it came in on (plain values)."""
+
+    id: int
+    number: str
+    store_number: str | None
+    owner_id: int | None
+
+
+WEBHOOK_PAYBILL_TTL_S = 60.0
+_webhook_paybills_lock = threading.Lock()
+
+
+def webhook_paybill(token: str) -> WebhookPaybill | None:
+    """``find_paybill_by_webhook_token`` for the webhooks' hot path, remembered per app for a minute.
+
+    Every callback would otherwise load the paybill row first. A rotated token keeps working for
+    24 hours, so a minute of memory changes nothing an owner can see; unknown tokens are not kept.
+    """
+    cache = current_app.extensions.setdefault("portal_webhook_paybills", {})
+    now = time.monotonic()
+    with _webhook_paybills_lock:
+        hit = cache.get(token)
+    if hit and now - hit[0] < WEBHOOK_PAYBILL_TTL_S:
+        return hit[1]
+    paybill = find_paybill_by_webhook_token(token)
+    if paybill is None:
+        return None
+    found = WebhookPaybill(paybill.id, paybill.number, paybill.store_number, paybill.owner_id)
+    with _webhook_paybills_lock:
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[token] = (now, found)
+    return found
 
 
 def webhook_urls(paybill: Paybill) -> dict[str, str]:

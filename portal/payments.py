@@ -28,7 +28,7 @@ from .models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcn
 from .mpesa.errors import DarajaError, DarajaUnavailable
 from .mpesa.phones import mask_phone, normalise_phone
 from .mpesa.result_codes import meaning_of, rejection_message
-from .paybills import paybill_for_router, prepare_daraja_call
+from .paybills import WebhookPaybill, paybill_for_router, prepare_daraja_call
 from .vouchers import new_voucher_code, normalise_code
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,7 @@ def record_c2b_payment(
     trans_id: str,
     amount: int | str | float | Decimal | None,
     bill_ref: str | None,
-    paybill: Paybill,
+    paybill: Paybill | WebhookPaybill,
     shortcode: str | None = None,
 ) -> RecordOutcome:
     """Record a C2B confirmation, exactly once per TransID. One transaction; commits.
@@ -482,7 +482,7 @@ def _settle_lost(payment: Payment, receipt: str | None, amount: int, source: str
 def _record_unmatched(
     receipt: str,
     amount: int,
-    paybill: Paybill | None,
+    paybill: Paybill | WebhookPaybill | None,
     *,
     bill_ref: str | None,
     note: str,

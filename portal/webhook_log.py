@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from . import payments
 from .extensions import db
 from .models import Paybill, WebhookLog, utcnow
+from .paybills import WebhookPaybill
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def _note_keys(entry_id: int, **values: str | None) -> None:
     )
 
 
-def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill) -> payments.RecordOutcome:
+def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPaybill) -> payments.RecordOutcome:
     entry_id = stored.id
     try:
         body = json.loads(stored.payload)

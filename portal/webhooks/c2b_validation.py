@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from .. import webhook_log
 from ..extensions import db
-from ..models import Paybill, Payment, Voucher
+from ..models import Payment, Voucher
+from ..paybills import WebhookPaybill
 from ..payments import parse_amount
 from ..vouchers import normalise_code
 
@@ -22,7 +23,7 @@ ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
 REJECT_AMOUNT = {"ResultCode": "C2B00013", "ResultDesc": "Rejected"}
 
 
-def validation_answer(stored: webhook_log.StoredWebhook, paybill: Paybill | None) -> dict[str, Any]:
+def validation_answer(stored: webhook_log.StoredWebhook, paybill: WebhookPaybill | None) -> dict[str, Any]:
     if paybill is None:
         return ACCEPT  # rejected already in the log; Daraja's default action decides
     entry_id = stored.id

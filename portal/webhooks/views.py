@@ -12,8 +12,7 @@ from flask import abort, current_app, jsonify, make_response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import webhook_log
-from ..models import Paybill
-from ..paybills import find_paybill_by_webhook_token
+from ..paybills import WebhookPaybill, webhook_paybill
 from . import bp
 from .auth import caller_address, is_allowed_source
 from .c2b_validation import validation_answer
@@ -30,10 +29,10 @@ def _read_body() -> tuple[bytes, str | None]:
         return f"[body of {request.content_length} bytes refused: over 64 KB]".encode(), "body over 64 KB"
 
 
-def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWebhook, Paybill | None]:
+def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWebhook, WebhookPaybill | None]:
     """Store the request raw (with a verdict when it is unacceptable) and say whose it is."""
     body, body_error = _read_body()
-    paybill = find_paybill_by_webhook_token(token)
+    paybill = webhook_paybill(token)
     remote = caller_address(request, current_app.config["PORTAL_TRUSTED_PROXIES"])
     problem = body_error
     if problem is None and paybill is None:
