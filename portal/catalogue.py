@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from .cache import TTLCache
 from .extensions import db
 from .models import Plan, Router, router_plans
 
@@ -85,8 +84,7 @@ class Storefront:
 
 
 STOREFRONT_TTL_S = 5.0
-_storefronts: dict[str, tuple[float, Storefront | None]] = {}
-_storefronts_lock = threading.Lock()
+_storefronts: TTLCache[Storefront] = TTLCache(STOREFRONT_TTL_S)
 
 
 def storefront(slug: str) -> Storefront | None:
@@ -96,17 +94,7 @@ def storefront(slug: str) -> Storefront | None:
     an owner's edit shows within STOREFRONT_TTL_S. Buying re-reads the plan from the database,
     so a stale page can never sell at an old price.
     """
-    now = time.monotonic()
-    with _storefronts_lock:
-        cached = _storefronts.get(slug)
-    if cached and now - cached[0] < STOREFRONT_TTL_S:
-        return cached[1]
-    shop = _load_storefront(slug)
-    with _storefronts_lock:
-        if len(_storefronts) > 10_000:  # slugs come from URLs: never let junk grow without bound
-            _storefronts.clear()
-        _storefronts[slug] = (now, shop)
-    return shop
+    return _storefronts.get(slug, lambda: _load_storefront(slug))
 
 
 def _load_storefront(slug: str) -> Storefront | None:
@@ -120,8 +108,7 @@ def _load_storefront(slug: str) -> Storefront | None:
 
 
 def forget_storefronts() -> None:
-    with _storefronts_lock:
-        _storefronts.clear()
+    _storefronts.clear()
 
 
 def install_cache_invalidation() -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
 
+from .cache import TTLCache
 from .config import PRODUCTION_DARAJA_URL, SANDBOX_DARAJA_URL
 from .crypto import decrypt_secret, encrypt_secret, fingerprint
 from .extensions import db
@@ -95,7 +94,6 @@ class WebhookPaybill:
 
 
 WEBHOOK_PAYBILL_TTL_S = 60.0
-_webhook_paybills_lock = threading.Lock()
 
 
 def webhook_paybill(token: str) -> WebhookPaybill | None:
@@ -104,21 +102,13 @@ def webhook_paybill(token: str) -> WebhookPaybill | None:
     Every callback would otherwise load the paybill row first. A rotated token keeps working for
     24 hours, so a minute of memory changes nothing an owner can see; unknown tokens are not kept.
     """
-    cache = current_app.extensions.setdefault("portal_webhook_paybills", {})
-    now = time.monotonic()
-    with _webhook_paybills_lock:
-        hit = cache.get(token)
-    if hit and now - hit[0] < WEBHOOK_PAYBILL_TTL_S:
-        return hit[1]
+    cache = current_app.extensions.setdefault("portal_webhook_paybills", TTLCache(WEBHOOK_PAYBILL_TTL_S, remember_none=False))
+    return cache.get(token, lambda: _webhook_paybill(token))
+
+
+def _webhook_paybill(token: str) -> WebhookPaybill | None:
     paybill = find_paybill_by_webhook_token(token)
-    if paybill is None:
-        return None
-    found = WebhookPaybill(paybill.id, paybill.number, paybill.store_number, paybill.owner_id)
-    with _webhook_paybills_lock:
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[token] = (now, found)
-    return found
+    return WebhookPaybill(paybill.id, paybill.number, paybill.store_number, paybill.owner_id) if paybill else None
 
 
 def webhook_urls(paybill: Paybill) -> dict[str, str]:

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from flask import current_app
@@ -21,7 +22,7 @@ from . import activations, payments
 from .extensions import db
 from .models import Paybill, Payment, StkInitiation, Voucher, utcnow
 from .mpesa.errors import DarajaError, DarajaRejected
-from .paybills import prepare_daraja_call
+from .paybills import DarajaCall, prepare_daraja_call
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class PerPaybillRate:
 _rate = PerPaybillRate(QUERIES_PER_SECOND_PER_PAYBILL)
 
 
-MAX_PARALLEL_PAYBILLS = 16
+MAX_QUERIES_IN_FLIGHT = 48  # bounded; the per-paybill rate limit is what Daraja sees
 RUN_BUDGET_S = 50.0  # one run stops in time for the next; what is left is still due then
 
 
@@ -59,29 +60,42 @@ def reconcile_stuck_initiations(
 ) -> dict[str, int]:
     """STK-query initiations still ``initiated`` after ~30 s; record final answers like callbacks.
 
-    Paybills are queried in parallel (each keeps its own Daraja rate limit, since each is its
-    own Daraja app), and a run keeps going while anything is due and its time budget lasts.
-    Every query is claimed first, so two workers never query the same initiation at once.
+    Queries run in parallel: each paybill is its own Daraja app with its own rate limit, so the
+    limiter spaces the queries of one paybill while others proceed. Rows are interleaved across
+    paybills so one paybill's backlog never starves the rest. Every query is claimed first, so
+    two workers never query the same initiation at once. A run keeps going while anything is due
+    and its time budget lasts.
     """
     app = current_app._get_current_object()
     deadline = time.monotonic() + budget_s
     counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
+    limiter = rate or _rate
     while time.monotonic() < deadline:
-        by_paybill = _due_by_paybill(batch)
-        if not by_paybill:
-            break
+        due = _interleaved(_due_by_paybill(batch))
         db.session.commit()
-        queried_before = counts["queried"]
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_PAYBILLS, len(by_paybill))) as pool:
-            results = pool.map(
-                lambda item: _reconcile_paybill(app, item[0], item[1], rate or _rate, deadline), by_paybill.items()
-            )
-            for result in results:
-                for key, value in result.items():
-                    counts[key] += value
-        if counts["queried"] == queried_before:
+        if not due:
+            break
+        calls: dict[int, DarajaCall] = {}
+        with ThreadPoolExecutor(max_workers=min(MAX_QUERIES_IN_FLIGHT, len(due))) as pool:
+            query = partial(_reconcile_one, app, rate=limiter, deadline=deadline, calls=calls)
+            outcomes = list(pool.map(query, *zip(*due, strict=True)))
+        round_queried = sum(1 for outcome in outcomes if outcome is not None)
+        for outcome in outcomes:
+            if outcome is not None:
+                counts["queried"] += 1
+                counts[outcome] += 1
+        if round_queried == 0:
             break  # everything due this round was claimed by another worker
     return counts
+
+
+def _interleaved(by_paybill: dict[int, list[tuple[int, str]]]) -> list[tuple[int, int, str]]:
+    """(paybill, initiation, checkout) in round-robin order across paybills."""
+    queues = [[(paybill_id, *row) for row in rows] for paybill_id, rows in by_paybill.items()]
+    order: list[tuple[int, int, str]] = []
+    for position in range(max((len(q) for q in queues), default=0)):
+        order.extend(q[position] for q in queues if position < len(q))
+    return order
 
 
 def _due_by_paybill(limit: int) -> dict[int, list[tuple[int, str]]]:
@@ -105,23 +119,21 @@ def _due_by_paybill(limit: int) -> dict[int, list[tuple[int, str]]]:
     return grouped
 
 
-def _reconcile_paybill(
-    app, paybill_id: int, due: list[tuple[int, str]], rate: PerPaybillRate, deadline: float
-) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
+def _reconcile_one(
+    app, paybill_id: int, initiation_id: int, checkout_id: str, *, rate: PerPaybillRate, deadline: float,
+    calls: dict[int, DarajaCall],
+) -> str | None:  # type: ignore[no-untyped-def]
+    """Claim, wait for the paybill's rate slot, query, record. None when not queried."""
+    if time.monotonic() >= deadline:
+        return None
     with app.app_context():
         try:
-            for initiation_id, checkout_id in due:
-                if time.monotonic() >= deadline:
-                    break
-                if not _claim_query(initiation_id, utcnow()):
-                    continue
-                rate.wait(paybill_id)
-                counts["queried"] += 1
-                counts[_query_one(checkout_id, paybill_id)] += 1
+            if not _claim_query(initiation_id, utcnow()):
+                return None
+            rate.wait(paybill_id)
+            return _query_one(checkout_id, paybill_id, calls)
         finally:
             db.session.remove()
-    return counts
 
 
 def _claim_query(initiation_id: int, now) -> bool:  # type: ignore[no-untyped-def]
@@ -138,11 +150,17 @@ def _claim_query(initiation_id: int, now) -> bool:  # type: ignore[no-untyped-de
     return won
 
 
-def _query_one(checkout_id: str, paybill_id: int | None) -> str:
-    paybill = db.session.get(Paybill, paybill_id) if paybill_id else None
-    if paybill is None:
-        return "errors"
-    call = prepare_daraja_call(paybill)
+def _query_one(checkout_id: str, paybill_id: int | None, calls: dict[int, DarajaCall] | None = None) -> str:
+    """Query one initiation and record a final answer. ``calls`` lets a run reuse each paybill's
+    prepared credentials instead of loading and decrypting them for every query."""
+    call = (calls or {}).get(paybill_id) if paybill_id else None
+    if call is None:
+        paybill = db.session.get(Paybill, paybill_id) if paybill_id else None
+        if paybill is None:
+            return "errors"
+        call = prepare_daraja_call(paybill)
+        if calls is not None:
+            calls[paybill_id] = call
     try:
         answer = call.client.stk_query(call.account, call.tokens, checkout_id)
     except DarajaRejected as exc:

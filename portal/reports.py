@@ -15,8 +15,6 @@ and times these queries and the payments list.
 from __future__ import annotations
 
 import statistics
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -24,6 +22,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
+from .cache import TTLCache
 from .extensions import db
 from .models import Payment, StkInitiation, User, Voucher, utcnow
 from .mpesa.result_codes import meaning_of
@@ -95,11 +94,11 @@ def daily_revenue(user: User, *, now: datetime | None = None, days: int = REVENU
 
 
 CLOSED_DAYS_TTL_S = 300.0
-_closed_days_lock = threading.Lock()
 
 
-def _closed_days_cache() -> dict[tuple[object, date, date], tuple[float, dict[date, tuple[int, int]]]]:
-    return current_app.extensions.setdefault("portal_closed_days", {})  # per app: ids are per database
+def _closed_days_cache() -> TTLCache[dict[date, tuple[int, int]]]:
+    # Per app, not per process: owner ids are only unique within one database.
+    return current_app.extensions.setdefault("portal_closed_days", TTLCache(CLOSED_DAYS_TTL_S, max_entries=5_000))
 
 
 def _revenue_by_day(user: User, *, now: datetime | None = None, days: int = REVENUE_DAYS) -> list[tuple[date, int, int]]:
@@ -123,18 +122,9 @@ def _revenue_by_day(user: User, *, now: datetime | None = None, days: int = REVE
 
 def _closed_days(user: User, first_day: date, today: date) -> dict[date, tuple[int, int]]:
     key = ("all" if user.is_admin else user.id, first_day, today)
-    clock = time.monotonic()
-    cache = _closed_days_cache()
-    with _closed_days_lock:
-        cached = cache.get(key)
-    if cached and clock - cached[0] < CLOSED_DAYS_TTL_S:
-        return cached[1]
-    totals = _paid_per_day(user, nairobi_day_start(first_day), nairobi_day_start(today))
-    with _closed_days_lock:
-        if len(cache) > 5_000:
-            cache.clear()
-        cache[key] = (clock, totals)
-    return totals
+    return _closed_days_cache().get(
+        key, lambda: _paid_per_day(user, nairobi_day_start(first_day), nairobi_day_start(today))
+    ) or {}
 
 
 def _paid_per_day(user: User, start: datetime, end: datetime | None) -> dict[date, tuple[int, int]]:

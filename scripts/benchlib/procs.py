@@ -75,8 +75,8 @@ class Gunicorn:
     app: str  # "wsgi:app" or "benchlib.bare_app:app"
     env: dict[str, str]
     log_path: Path
-    workers: int = 4
-    threads: int = 4
+    workers: int = 3
+    threads: int = 2
     cpus: str = "0,1"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
