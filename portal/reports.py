@@ -251,3 +251,47 @@ def results_chart(results: list[ResultSlice]) -> BarChart:
         for i, r in enumerate(results)
     ]
     return BarChart(CHART_W, max(ROW_H, ROW_H * len(results)), bars, top, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduler health
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    name: str
+    last_finished_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    last_counts: str | None
+    is_stale: bool  # no run for much longer than its interval: no worker is running the jobs
+
+
+STALE_AFTER = timedelta(minutes=5)
+
+
+def scheduler_health(*, now: datetime | None = None) -> list[JobHealth]:
+    """Every scheduled job's last run (jobs.record_run keeps them), and whether it is overdue.
+
+    A job that never ran is listed too: it means no `flask worker` (and no inline scheduler) is
+    running, so silent payments are not being reconciled.
+    """
+    from .jobs import JOBS
+    from .models import JobRun
+
+    now = now or utcnow()
+    runs = {run.name: run for run in db.session.scalars(sa.select(JobRun))}
+    health = []
+    for name, (_, interval) in JOBS.items():
+        run = runs.get(name)
+        allowed = max(timedelta(**interval) * 3, STALE_AFTER)
+        finished = run.last_finished_at if run else None
+        health.append(JobHealth(
+            name=name,
+            last_finished_at=finished,
+            last_status=run.last_status if run else None,
+            last_error=run.last_error if run else None,
+            last_counts=run.last_counts if run else None,
+            is_stale=finished is None or now - finished > allowed,
+        ))
+    return health

@@ -88,3 +88,17 @@ def test_todays_money_shows_at_once_while_past_days_are_cached(app, shop):
 
     assert first.revenue_30d == 50 and first.revenue_today == 0
     assert second.revenue_today == 10 and second.revenue_30d == 60
+
+
+def test_overview_shows_scheduler_health(app, shop, signed_in):
+    from portal.jobs import record_run
+
+    record_run("reconcile_initiations", lambda: {"queried": 0})
+    record_run("refresh_tokens", lambda: 1 / 0)
+    _, browser = signed_in(shop.owner)
+
+    page = browser.get("/dashboard/overview").text
+
+    assert "Scheduled jobs" in page and "reconcile initiations" in page
+    assert "error: ZeroDivisionError" in page
+    assert "Is <code>flask worker</code> running" in page  # other jobs never ran

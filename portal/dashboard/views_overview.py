@@ -28,4 +28,5 @@ def overview():  # type: ignore[no-untyped-def]
         data=data,
         revenue_chart=reports.revenue_chart(data.daily_revenue),
         results_chart=reports.results_chart(data.results),
+        jobs=reports.scheduler_health(),
     )
