@@ -205,3 +205,27 @@ def test_two_refreshers_at_once_fetch_each_token_once(app, make_owner, make_payb
     assert daraja.oauth_calls - before == 3
     assert sorted(o for run_outcomes in outcomes for o in run_outcomes).count("refreshed") == 3
     wait_until(lambda: True)
+
+
+def test_a_token_replaced_by_another_process_is_picked_up_without_a_new_fetch(app, shop, customer, daraja, worker):
+    import requests as http
+    from sqlalchemy import update
+
+    from portal.crypto import encrypt_secret
+    from portal.paybills import PaybillTokenStore
+
+    first = _buy(customer, shop, phone="0711 000 700")  # this process now remembers the token
+    assert customer.wait_for(first, ("active",))["status"] == "active"
+    # Another process refreshes: Daraja issues a new token (killing ours) and it lands in the database.
+    fresh = http.get(f"{daraja.base_url}/oauth/v1/generate?grant_type=client_credentials",
+                     auth=(CONSUMER_KEY, CONSUMER_SECRET), timeout=5).json()["access_token"]
+    with db.engine.begin() as conn:
+        conn.execute(update(Paybill).values(access_token_encrypted=encrypt_secret(fresh),
+                                            token_expires_at=utcnow() + timedelta(minutes=50)))
+    calls_before = daraja.oauth_calls
+
+    second = _buy(customer, shop, phone="0711 000 701")
+
+    assert customer.wait_for(second, ("active",))["status"] == "active"
+    assert daraja.oauth_calls == calls_before  # no fetch: a fetch would kill the other process's token
+    assert PaybillTokenStore(shop.paybill.id).load().access_token == fresh

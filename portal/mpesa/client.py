@@ -109,6 +109,12 @@ class TokenStore(Protocol):
     def save(self, token: CachedToken) -> None: ...
 
 
+def _load_fresh(store: TokenStore) -> CachedToken | None:
+    """The store's current token, past any cache it keeps (stores may offer ``load_fresh``)."""
+    load_fresh = getattr(store, "load_fresh", None)
+    return load_fresh() if load_fresh is not None else store.load()
+
+
 class MemoryTokenStore:
     """A process-local TokenStore for tests and scripts (the app keeps its token in the database)."""
 
@@ -256,7 +262,7 @@ class DarajaClient:
                 return cached.access_token
         with _token_lock(account.consumer_key):
             if not force:
-                cached = store.load()  # another thread may have refreshed while we waited
+                cached = _load_fresh(store)  # another thread may have refreshed while we waited
                 if cached is not None and cached.is_fresh(self._clock()):
                     return cached.access_token
             return self._fetch_and_save(account, store)
@@ -265,7 +271,7 @@ class DarajaClient:
         # Another process may already have replaced the token (which is why ours was refused);
         # fetching yet another one would knock theirs out in turn.
         with _token_lock(account.consumer_key):
-            cached = store.load()
+            cached = _load_fresh(store)  # another process may have saved a newer token: use it, fetch none
             if cached is not None and cached.access_token != rejected and cached.is_fresh(self._clock()):
                 return cached.access_token
             return self._fetch_and_save(account, store)
