@@ -26,7 +26,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .extensions import db
 from .models import Activation, Plan, Router, Voucher, utcnow
 from .routeros import hotspot
+from .routeros.connection import RouterConnection
 from .routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed
+from .routers import connection_for
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +137,19 @@ class ActivationWork:
     hotspot_server: str | None
     device_mac: str | None
     device_ip: str | None
+    # Seconds of validity that start at activation; None when the clock starts later or never
+    # (connected-time plans are counted by the router; printed cash vouchers start at first use).
+    valid_for_s: int | None = None
 
 
 def run_activation(activation_id: int) -> bool:
     """Do one claimed row's router work and record the result. True when done."""
-    work = _load_work(activation_id)
-    if work is None:
+    loaded = _load_work(activation_id)
+    if loaded is None:
         return False
+    work, conn = loaded
     try:
-        _do_router_work(work)
+        _do_router_work(work, conn)
     except RouterError as exc:
         _record_failure(work, exc)
         return False
@@ -155,14 +161,13 @@ def run_activation(activation_id: int) -> bool:
     return True
 
 
-def _load_work(activation_id: int) -> ActivationWork | None:
+def _load_work(activation_id: int) -> tuple[ActivationWork, RouterConnection] | None:
     activation = db.session.get(Activation, activation_id)
     if activation is None or activation.status != "running":
         return None
     voucher = db.session.get(Voucher, activation.voucher_id)
     plan = db.session.get(Plan, voucher.plan_id)
     router = db.session.get(Router, activation.router_id)
-    payment_ref = f"voucher {voucher.code}"
     work = ActivationWork(
         activation_id=activation.id,
         kind=activation.kind,
@@ -176,21 +181,18 @@ def _load_work(activation_id: int) -> ActivationWork | None:
         # with limit-uptime as a backstop so a voucher never outlives its plan on the router.
         limit_uptime_s=plan.duration_s,
         limit_bytes_total=plan.data_limit_bytes,
-        comment=f"portal {payment_ref} plan {plan.id}",
+        comment=f"portal voucher {voucher.code} plan {plan.id}",
         hotspot_server=router.hotspot_server,
         device_mac=activation.device_mac,
         device_ip=activation.device_ip,
+        valid_for_s=plan.duration_s if plan.validity_mode == "wall_clock" and voucher.source != "batch" else None,
     )
-    db.session.commit()  # end the read transaction before talking to the router
-    return work
-
-
-def _do_router_work(work: ActivationWork) -> None:
-    from .routers import connection_for
-
-    router = db.session.get(Router, work.router_id)
     conn = connection_for(router)
-    db.session.commit()
+    db.session.commit()  # end the read transaction before talking to the router
+    return work, conn
+
+
+def _do_router_work(work: ActivationWork, conn: RouterConnection) -> None:
     if work.kind == "remove":
         hotspot.remove_hotspot_user(conn, work.code)
         return
@@ -267,12 +269,9 @@ def _record_success(work: ActivationWork) -> None:
         .values(status="done", done_at=now, lease_until=None, last_error=None)
     )
     if work.kind == "activate":
-        voucher = db.session.get(Voucher, work.voucher_id)
-        plan = db.session.get(Plan, voucher.plan_id)
         # A bought voucher is used at once; a printed cash voucher may sit in a drawer for days, so
         # its wall clock starts at first use (reconciliation.expire_used_up_vouchers sets it).
-        starts_now = plan.validity_mode == "wall_clock" and voucher.source != "batch"
-        expires_at = now + timedelta(seconds=plan.duration_s) if starts_now else None
+        expires_at = now + timedelta(seconds=work.valid_for_s) if work.valid_for_s else None
         db.session.execute(
             sa.update(Voucher)
             .where(Voucher.id == work.voucher_id, Voucher.status == "paid")

@@ -89,10 +89,9 @@ def start_purchase(
     and its initiation carries Daraja's reason.
     """
     msisdn = normalise_phone(phone)
-    if idempotency_key:
-        existing = db.session.scalars(sa.select(Payment).where(Payment.idempotency_key == idempotency_key)).first()
-        if existing:
-            return existing
+    existing = _purchase_with_key(idempotency_key)
+    if existing:
+        return existing
     paybill = paybill_for_router(router)
     if paybill is None:
         raise PurchaseError(
@@ -103,12 +102,18 @@ def start_purchase(
         payment, initiation = _record_new_purchase(router, plan, paybill, msisdn, hotspot, idempotency_key)
     except IntegrityError:
         db.session.rollback()  # the other half of a double submit committed first
-        existing = db.session.scalars(sa.select(Payment).where(Payment.idempotency_key == idempotency_key)).first()
+        existing = _purchase_with_key(idempotency_key)
         if existing is None:
             raise
         return existing
     _send_push(paybill, payment, initiation)
     return payment
+
+
+def _purchase_with_key(idempotency_key: str | None) -> Payment | None:
+    if not idempotency_key:
+        return None
+    return db.session.scalars(sa.select(Payment).where(Payment.idempotency_key == idempotency_key)).first()
 
 
 def _record_new_purchase(

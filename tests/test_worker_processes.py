@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.models import Activation, JobRun, Payment, Voucher, WebhookLog
 
 from .conftest import TEST_FERNET_KEY, wait_until
-from .test_purchase_flow import _buy, _count, _initiation, _payment
+from .test_purchase_flow import _buy, _count, _initiation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,6 +163,3 @@ def _settled(purchases: list[str]) -> bool:
     waiting = _count(Voucher, Voucher.status == "paid")
     return pending == 0 and waiting == 0 and bool(purchases)
 
-
-def _unused(x: Any) -> Any:  # keep imports honest for readers: _payment is used by other modules
-    return _payment(x)
