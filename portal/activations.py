@@ -14,9 +14,11 @@ import os
 import random
 import socket
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -39,26 +41,39 @@ GIVE_UP_AFTER = timedelta(hours=48)  # then the row stays failed for the owner, 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
+class Queued(NamedTuple):
+    voucher_id: int
+    router_id: int
+    device_mac: str | None
+    device_ip: str | None
+
+
 def queue_activation(*, voucher_id: int, router_id: int, device_mac: str | None, device_ip: str | None) -> None:
-    """Add the activation to the caller's transaction, once per voucher.
+    """Add the activation to the caller's transaction, once per voucher."""
+    queue_activations([Queued(voucher_id, router_id, device_mac, device_ip)])
+
+
+def queue_activations(rows: Sequence[Queued]) -> None:
+    """Add activations to the caller's transaction in one statement, once per voucher.
 
     ON CONFLICT DO NOTHING rather than a plain insert: a voucher that already has its activation
     (queued by hand, say) must not make the payment's transaction fail, or real money would be
     rolled back and mistaken for a duplicate.
     """
+    if not rows:
+        return
     dialect = db.session.get_bind().dialect.name
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    # One cached statement with many parameter sets (sent as one multi-row INSERT), not a new
+    # statement to compile for every batch size.
     db.session.execute(
-        insert(Activation)
-        .values(
-            voucher_id=voucher_id,
-            router_id=router_id,
-            kind="activate",
-            device_mac=device_mac,
-            device_ip=device_ip,
-            next_attempt_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["voucher_id", "kind"])
+        insert(Activation.__table__).on_conflict_do_nothing(index_elements=["voucher_id", "kind"]),
+        [
+            {"voucher_id": row.voucher_id, "router_id": row.router_id, "kind": "activate",
+             "device_mac": row.device_mac, "device_ip": row.device_ip, "next_attempt_at": now}
+            for row in rows
+        ],
     )
     _notify_other_processes()
 

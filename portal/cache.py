@@ -35,6 +35,16 @@ class TTLCache(Generic[V]):
                 self._entries[key] = (now, value)
         return value
 
+    def put(self, key: Hashable, value: V) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic(), value)
+
+    def forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

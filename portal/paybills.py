@@ -193,10 +193,15 @@ class PaybillTokenStore:
         return _token_memory().get(self.paybill_id, self.load_fresh)
 
     def load_fresh(self) -> CachedToken | None:
+        """The token in the database now, remembered for this paybill only. Other paybills of the
+        same key keep what they remember: a stale one is refused by Daraja and re-read then.
+        (Clearing the whole memory here made paybills evict each other on every miss.)"""
         token = self._read()
         memory = _token_memory()
-        memory.clear()  # tokens are shared across paybills of one key: start over
-        memory.get(self.paybill_id, lambda: token)
+        if token is None:
+            memory.forget(self.paybill_id)
+        else:
+            memory.put(self.paybill_id, token)
         return token
 
     def _read(self) -> CachedToken | None:

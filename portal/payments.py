@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -19,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
 from . import activations
@@ -319,22 +321,100 @@ def _record_stk_failure(initiation: StkInitiation, code: str, desc: str) -> Reco
     meaning = meaning_of(code)
     if meaning.status == "pending":
         return RecordOutcome("ignored", f"still processing ({code})")
-    now = utcnow()
-    changed = db.session.execute(
-        sa.update(StkInitiation)
-        .where(StkInitiation.id == initiation.id, StkInitiation.status.in_(("initiated", "expired")))
-        .values(status="failed", result_code=code[:32], result_desc=(desc or "")[:300], completed_at=now)
-    ).rowcount
-    db.session.execute(
-        sa.update(Payment)
-        .where(Payment.id == initiation.payment_id, Payment.status.in_(("pending", "expired")))
-        .values(status="failed", result_code=code[:32])
-    )
+    changed = _mark_initiations_failed([initiation], code, desc)
     db.session.commit()
     if not changed:
         return RecordOutcome("duplicate", f"initiation already {initiation.status}")
     log.info("stk failed checkout=%s code=%s", initiation.checkout_request_id, code)
     return RecordOutcome("failed", meaning.reason, initiation.payment_id)
+
+
+def _mark_initiations_failed(initiations: Sequence[StkInitiation], code: str, desc: str) -> set[int]:
+    """Inside the caller's transaction: still-open attempts (and their pending payments) failed
+    with ``code``. A success is never downgraded. Returns the initiations this changed."""
+    changed = db.session.scalars(
+        sa.update(StkInitiation)
+        .where(StkInitiation.id.in_([i.id for i in initiations]), StkInitiation.status.in_(("initiated", "expired")))
+        .values(status="failed", result_code=code[:32], result_desc=(desc or "")[:300], completed_at=utcnow())
+        .returning(StkInitiation.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    db.session.execute(
+        sa.update(Payment)
+        .where(Payment.id.in_([i.payment_id for i in initiations]), Payment.status.in_(("pending", "expired")))
+        .values(status="failed", result_code=code[:32])
+        .execution_options(synchronize_session=False)
+    )
+    return set(changed)
+
+
+def record_stk_query_answers(answers: Sequence[tuple[str, int | str, str]]) -> dict[str, RecordOutcome]:
+    """Final STK query answers ``(CheckoutRequestID, ResultCode, ResultDesc)`` for many initiations
+    in one transaction: the reconciliation job's path. Returns each one's outcome.
+
+    The payments pass the same gate as a callback (a conditional UPDATE, here one per group of
+    payments that settle the same way), so a callback racing the batch still records the money
+    exactly once; batching only saves statements and commits. A batch that hits a database
+    conflict is rolled back and redone one by one.
+    """
+    if not answers:
+        return {}
+    initiations = {
+        initiation.checkout_request_id: initiation
+        for initiation in db.session.scalars(
+            sa.select(StkInitiation)
+            .options(joinedload(StkInitiation.payment))
+            .where(StkInitiation.checkout_request_id.in_([checkout_id for checkout_id, _, _ in answers]))
+        )
+    }
+    try:
+        outcomes, won = _apply_query_answers(answers, initiations)
+        db.session.commit()
+    except (IntegrityError, OperationalError) as exc:
+        db.session.rollback()
+        log.warning("stk query batch of %s redone one by one: %s", len(answers), type(exc).__name__)
+        return {checkout_id: record_stk_result(checkout_id, code, desc, source="query") for checkout_id, code, desc in answers}
+    for checkout_id, outcome in outcomes.items():
+        if outcome.action in ("paid", "underpaid", "failed"):
+            log.info("stk query checkout=%s: %s %s", checkout_id, outcome.action, outcome.detail or f"payment {outcome.payment_id}")
+    if "paid" in won.values():
+        activations.wake_worker()  # after the commit, so the worker can see the new rows
+    return outcomes  # a success whose payment another delivery recorded is a duplicate: no receipt to keep
+
+
+def _apply_query_answers(
+    answers: Sequence[tuple[str, int | str, str]], initiations: dict[str, StkInitiation]
+) -> tuple[dict[str, RecordOutcome], dict[int, str]]:
+    """The batch's statements, no commit: failures grouped by code, successes through the gate."""
+    outcomes: dict[str, RecordOutcome] = {}
+    failures: dict[tuple[str, str], list[StkInitiation]] = defaultdict(list)
+    successes: list[StkInitiation] = []
+    for checkout_id, raw_code, desc in answers:
+        initiation, code = initiations.get(checkout_id), str(raw_code).strip()
+        if initiation is None:
+            outcomes[checkout_id] = RecordOutcome("ignored", "unknown CheckoutRequestID")
+        elif code == "0" and initiation.payment is None:
+            outcomes[checkout_id] = RecordOutcome("rejected", "initiation without a payment")
+        elif code == "0":
+            successes.append(initiation)
+        elif meaning_of(code).status == "pending":
+            outcomes[checkout_id] = RecordOutcome("ignored", f"still processing ({code})")
+        else:
+            failures[(code, desc or "")].append(initiation)
+    for (code, desc), failed in failures.items():
+        changed = _mark_initiations_failed(failed, code, desc)
+        for initiation in failed:
+            outcomes[initiation.checkout_request_id or ""] = (
+                RecordOutcome("failed", meaning_of(code).reason, initiation.payment_id) if initiation.id in changed
+                else RecordOutcome("duplicate", f"initiation already {initiation.status}"))
+    # A query success carries no amount or receipt: Daraja confirmed the amount we asked for.
+    won = _apply_settlements([Settlement(i.payment, i.amount) for i in successes], source="query", result_code="0")
+    for initiation in successes:
+        status = won.get(initiation.payment_id or 0)
+        outcomes[initiation.checkout_request_id or ""] = (
+            RecordOutcome(status, payment_id=initiation.payment_id) if status
+            else RecordOutcome("duplicate", f"payment {initiation.payment_id} already recorded"))
+    return outcomes, won
 
 
 def record_c2b_payment(
@@ -393,62 +473,92 @@ def _settle(
     initiation_id: int | None = None,
     result_code: str | None = "0",
 ) -> RecordOutcome:
-    """The exactly-once gate: one conditional UPDATE decides which delivery records the money."""
+    """Record one payment in its own transaction; see ``_apply_settlements`` for the gate."""
     payment = db.session.get(Payment, payment_id) if payment_id else None
     if payment is None:
         return RecordOutcome("rejected", "initiation without a payment")
-    now = utcnow()
-    new_status = "paid" if amount >= payment.amount_expected else "underpaid"
-    values: dict[str, Any] = {"status": new_status, "amount": amount, "paid_at": now, "source": source}
-    if receipt:
-        values["receipt"] = receipt
-    if result_code is not None:
-        values["result_code"] = result_code
-    if new_status == "underpaid":
-        values["note"] = f"paid KES {amount}, plan costs KES {payment.amount_expected}"
     try:
-        won = db.session.execute(
-            sa.update(Payment)
-            .where(Payment.id == payment.id, Payment.status.in_(SETTLEABLE_STATES))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
-        if won:
-            _complete_initiations(payment.id, now)
-            if new_status == "paid":
-                _mark_voucher_paid_and_queue(payment, now)
+        won = _apply_settlements([Settlement(payment, amount, receipt)], source=source, result_code=result_code)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # this receipt is already recorded on another row: same money, done
         return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
+    new_status = won.get(payment.id)
+    if new_status is None:
+        return _settle_lost(payment, receipt, amount, source)
+    log.info("payment %s id=%s receipt=%s amount=%s", new_status, payment_id, receipt, amount)
+    if new_status == "paid":
+        activations.wake_worker()  # after the commit, so the worker can see the new row
+    return RecordOutcome(new_status, payment_id=payment_id)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    payment: Payment
+    amount: int
+    receipt: str | None = None
+
+
+def _apply_settlements(settlements: Sequence[Settlement], *, source: str, result_code: str | None) -> dict[int, str]:
+    """The exactly-once gate, inside the caller's transaction: a conditional UPDATE moves each
+    payment out of a settleable state, and RETURNING says which ones this transaction moved.
+    Those (and only those) complete their initiations and queue their activations. Returns
+    {payment id: new status} for the payments won; a payment missing from it was recorded by
+    another delivery. Payments that settle alike share one statement."""
+    now = utcnow()
+    groups: dict[tuple[int, str, str | None, str | None], list[int]] = defaultdict(list)
+    for item in settlements:
+        if item.amount >= item.payment.amount_expected:
+            status, note = "paid", None
+        else:
+            status, note = "underpaid", f"paid KES {item.amount}, plan costs KES {item.payment.amount_expected}"
+        groups[(item.amount, status, item.receipt, note)].append(item.payment.id)
+    won: dict[int, str] = {}
+    for (amount, status, receipt, note), payment_ids in groups.items():
+        values: dict[str, Any] = {"status": status, "amount": amount, "paid_at": now, "source": source}
+        if receipt:
+            values["receipt"] = receipt
+        if result_code is not None:
+            values["result_code"] = result_code
+        if note:
+            values["note"] = note
+        moved = db.session.scalars(
+            sa.update(Payment)
+            .where(Payment.id.in_(sorted(payment_ids)), Payment.status.in_(SETTLEABLE_STATES))
+            .values(**values)
+            .returning(Payment.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        won.update(dict.fromkeys(moved, status))
     if won:
-        log.info("payment %s id=%s receipt=%s amount=%s", new_status, payment_id, receipt, amount)
-        if new_status == "paid":
-            activations.wake_worker()  # after the commit, so the worker can see the new row
-        return RecordOutcome(new_status, payment_id=payment_id)
-    return _settle_lost(payment, receipt, amount, source)
+        _complete_initiations(list(won), now)
+        _mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
+    return won
 
 
-def _complete_initiations(payment_id: int, now: datetime) -> None:
+def _complete_initiations(payment_ids: list[int], now: datetime) -> None:
     db.session.execute(
         sa.update(StkInitiation)
-        .where(StkInitiation.payment_id == payment_id, StkInitiation.status != "completed")
+        .where(StkInitiation.payment_id.in_(payment_ids), StkInitiation.status != "completed")
         .values(status="completed", completed_at=now, result_code="0")
         .execution_options(synchronize_session=False)
     )
 
 
-def _mark_voucher_paid_and_queue(payment: Payment, now: datetime) -> None:
+def _mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> None:
+    if not paid:
+        return
     db.session.execute(
         sa.update(Voucher)
-        .where(Voucher.id == payment.voucher_id, Voucher.status == "pending_payment")
+        .where(Voucher.id.in_([payment.voucher_id for payment in paid]), Voucher.status == "pending_payment")
         .values(status="paid", paid_at=now)
         .execution_options(synchronize_session=False)
     )
-    hotspot = HotspotContext.from_json(payment.hotspot_json)
-    activations.queue_activation(
-        voucher_id=payment.voucher_id, router_id=payment.router_id, device_mac=hotspot.mac, device_ip=hotspot.ip
-    )
+    queued = []
+    for payment in paid:
+        hotspot = HotspotContext.from_json(payment.hotspot_json)  # the device the purchase came from
+        queued.append(activations.Queued(payment.voucher_id, payment.router_id, hotspot.mac, hotspot.ip))
+    activations.queue_activations(queued)
 
 
 def _settle_lost(payment: Payment, receipt: str | None, amount: int, source: str) -> RecordOutcome:

@@ -295,8 +295,8 @@ def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) ->
     if not won:
         db.session.rollback()
         raise AlreadyHandled("The voucher's purchase was paid meanwhile; nothing was changed.")
-    payments._complete_initiations(waiting.id, now)
-    payments._mark_voucher_paid_and_queue(waiting, now)  # keeps the device MAC/IP the purchase came with
+    payments._complete_initiations([waiting.id], now)
+    payments._mark_vouchers_paid_and_queue([waiting], now)  # keeps the device MAC/IP the purchase came with
 
 
 def _mark_voucher_paid(voucher: Voucher, now: datetime) -> None:
@@ -393,10 +393,10 @@ def query_initiation_now(user: User, initiation_id: int, *, reason: str, source_
         raise AlreadyHandled(f"This payment request is already {initiation.status}.")
     if not initiation.checkout_request_id:
         raise ProblemActionError("M-Pesa never gave this request an id, so it cannot be queried; it will expire.")
-    if not reconciliation._claim_query(initiation.id, utcnow()):
+    if not reconciliation.claim_query(initiation.id):
         raise AlreadyHandled("It was queried in the last few seconds; wait a moment and look again.")
     checkout_id, paybill_id, owner_id = initiation.checkout_request_id, initiation.paybill_id, _router_owner(initiation)
-    outcome = reconciliation._query_one(checkout_id, paybill_id)
+    outcome = reconciliation.query_and_record(checkout_id, paybill_id)
     _audit(user, "problem.query_initiation", owner_id=owner_id, object_type="stk_initiation", object_id=initiation_id,
            detail=f"STK query {checkout_id} → {outcome}; reason: {reason}", source_ip=source_ip)
     db.session.commit()

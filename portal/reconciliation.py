@@ -8,12 +8,12 @@ recording code as a callback.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
 
 import sqlalchemy as sa
 from flask import current_app
@@ -21,6 +21,7 @@ from flask import current_app
 from . import activations, payments
 from .extensions import db
 from .models import Paybill, Payment, StkInitiation, Voucher, utcnow
+from .mpesa.client import StkQueryAnswer
 from .mpesa.errors import DarajaError, DarajaRejected
 from .paybills import DarajaCall, prepare_daraja_call
 
@@ -34,6 +35,7 @@ class PerPaybillRate:
     """Spaces out queries to one paybill's Daraja app; different paybills do not wait on each other."""
 
     def __init__(self, per_second: float, clock=time.monotonic, sleep=time.sleep) -> None:  # type: ignore[no-untyped-def]
+        self.per_second = per_second
         self.interval = 1.0 / per_second
         self.clock, self.sleep = clock, sleep
         self._next: dict[int, float] = defaultdict(float)
@@ -51,129 +53,225 @@ class PerPaybillRate:
 _rate = PerPaybillRate(QUERIES_PER_SECOND_PER_PAYBILL)
 
 
-MAX_QUERIES_IN_FLIGHT = 48  # bounded; the per-paybill rate limit is what Daraja sees
+# Threads that wait for a rate slot or for Daraja's answer; they do no database work, so many
+# are cheap. Enough for every paybill to have one query out and the next one waiting.
+MAX_QUERIES_IN_FLIGHT = 100
+ROUND_S = 10.0  # a round claims about this many seconds of each paybill's queries
 RUN_BUDGET_S = 50.0  # one run stops in time for the next; what is left is still due then
+RECORD_BATCH = 100  # answers recorded per transaction
 
 
 def reconcile_stuck_initiations(
-    batch: int = 1000, *, rate: PerPaybillRate | None = None, budget_s: float = RUN_BUDGET_S
+    batch: int = 5000, *, rate: PerPaybillRate | None = None, budget_s: float = RUN_BUDGET_S
 ) -> dict[str, int]:
     """STK-query initiations still ``initiated`` after ~30 s; record final answers like callbacks.
 
-    Queries run in parallel: each paybill is its own Daraja app with its own rate limit, so the
-    limiter spaces the queries of one paybill while others proceed. Rows are interleaved across
-    paybills so one paybill's backlog never starves the rest. Every query is claimed first, so
-    two workers never query the same initiation at once. A run keeps going while anything is due
-    and its time budget lasts.
+    Each round claims the due rows in one statement (so two workers never query the same
+    initiation), a pool of threads asks Daraja, each paybill spaced by its own rate limit, and
+    this thread records the answers in batches as they come back. Rows are interleaved across
+    paybills so one paybill's backlog never starves the rest. A run keeps going while anything
+    is due and its time budget lasts.
     """
     app = current_app._get_current_object()
     deadline = time.monotonic() + budget_s
-    counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
     limiter = rate or _rate
-    while time.monotonic() < deadline:
-        due = _interleaved(_due_by_paybill(batch))
-        db.session.commit()
-        if not due:
-            break
-        calls: dict[int, DarajaCall] = {}
-        with ThreadPoolExecutor(max_workers=min(MAX_QUERIES_IN_FLIGHT, len(due))) as pool:
-            query = partial(_reconcile_one, app, rate=limiter, deadline=deadline, calls=calls)
-            outcomes = list(pool.map(query, *zip(*due, strict=True)))
-        round_queried = sum(1 for outcome in outcomes if outcome is not None)
-        for outcome in outcomes:
-            if outcome is not None:
-                counts["queried"] += 1
-                counts[outcome] += 1
-        if round_queried == 0:
-            break  # everything due this round was claimed by another worker
+    per_paybill = max(1, int(limiter.per_second * ROUND_S))
+    counts = {"queried": 0, "pending": 0, "settled": 0, "errors": 0}
+    with ThreadPoolExecutor(max_workers=MAX_QUERIES_IN_FLIGHT, thread_name_prefix="stk-query") as pool:
+        while time.monotonic() < deadline:
+            claimed = claim_due_queries(limit=batch, per_paybill=per_paybill)
+            if not claimed:
+                break  # nothing due, or everything due was claimed by another worker
+            calls = _prepare_calls({paybill_id for paybill_id, _ in claimed})
+            answers: queue.SimpleQueue[tuple[str, StkQueryAnswer | str]] = queue.SimpleQueue()
+            for paybill_id, checkout_id in claimed:
+                pool.submit(_ask_daraja, app, calls.get(paybill_id), paybill_id, checkout_id, limiter, deadline, answers)
+            _record_answers(answers, len(claimed), counts)
     return counts
 
 
-def _interleaved(by_paybill: dict[int, list[tuple[int, str]]]) -> list[tuple[int, int, str]]:
-    """(paybill, initiation, checkout) in round-robin order across paybills."""
-    queues = [[(paybill_id, *row) for row in rows] for paybill_id, rows in by_paybill.items()]
-    order: list[tuple[int, int, str]] = []
-    for position in range(max((len(q) for q in queues), default=0)):
-        order.extend(q[position] for q in queues if position < len(q))
-    return order
+def claim_due_queries(*, limit: int, per_paybill: int) -> list[tuple[int, str]]:
+    """Claim up to ``per_paybill`` due initiations of every paybill (``limit`` in all) and commit;
+    returns (paybill, CheckoutRequestID) interleaved across paybills, [] when nothing is due.
+
+    The UPDATE re-checks that each row is still unclaimed, so a worker claiming at the same
+    moment gets none of the same rows; one that lost every row it chose looks again.
+    """
+    for _attempt in range(5):
+        chosen = _due_ids(limit, per_paybill)
+        if not chosen:
+            break
+        rows = _claim_ids(chosen)
+        if rows:
+            by_paybill: dict[int, list[tuple[int, str]]] = defaultdict(list)
+            for _initiation_id, paybill_id, checkout_id in sorted(rows):
+                by_paybill[paybill_id].append((paybill_id, checkout_id))
+            return _interleaved(list(by_paybill.values()))
+    db.session.commit()
+    return []
 
 
-def _due_by_paybill(limit: int) -> dict[int, list[tuple[int, str]]]:
+def _due_ids(limit: int, per_paybill: int) -> list[int]:
     now = utcnow()
     older_than = now - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
-    rows = db.session.execute(
-        sa.select(StkInitiation.id, StkInitiation.checkout_request_id, StkInitiation.paybill_id)
+    position = sa.func.row_number().over(
+        partition_by=StkInitiation.paybill_id,
+        order_by=(StkInitiation.last_query_at.is_not(None), StkInitiation.created_at),  # never-asked first
+    )
+    due = (
+        sa.select(StkInitiation.id, position.label("position"))
         .where(
-            StkInitiation.status == "initiated",
             StkInitiation.checkout_request_id.is_not(None),
             StkInitiation.paybill_id.is_not(None),
             StkInitiation.created_at < older_than,
-            sa.or_(StkInitiation.last_query_at.is_(None), StkInitiation.last_query_at < now - QUERY_INTERVAL),
+            _claimable(now),
         )
-        .order_by(StkInitiation.last_query_at.is_not(None), StkInitiation.created_at)
-        .limit(limit)
+        .subquery()
+    )
+    return list(db.session.scalars(
+        sa.select(due.c.id).where(due.c.position <= per_paybill).order_by(due.c.position).limit(limit)
+    ))
+
+
+def _claim_ids(chosen: list[int]) -> list[tuple[int, int, str]]:
+    # A separate UPDATE, not UPDATE … IN (window subquery): a plan that cannot go wrong on a
+    # table whose statistics are stale; its own condition keeps the claim exclusive.
+    now = utcnow()
+    table = StkInitiation.__table__
+    rows = db.session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(sorted(chosen)), _claimable(now, table.c))
+        .values(last_query_at=now, query_count=table.c.query_count + 1)
+        .returning(table.c.id, table.c.paybill_id, table.c.checkout_request_id)
     ).all()
-    grouped: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for initiation_id, checkout_id, paybill_id in rows:
-        grouped[paybill_id].append((initiation_id, checkout_id))
-    return grouped
+    db.session.commit()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
-def _reconcile_one(
-    app, paybill_id: int, initiation_id: int, checkout_id: str, *, rate: PerPaybillRate, deadline: float,
-    calls: dict[int, DarajaCall],
-) -> str | None:  # type: ignore[no-untyped-def]
-    """Claim, wait for the paybill's rate slot, query, record. None when not queried."""
-    if time.monotonic() >= deadline:
-        return None
-    with app.app_context():
-        try:
-            if not _claim_query(initiation_id, utcnow()):
-                return None
-            rate.wait(paybill_id)
-            return _query_one(checkout_id, paybill_id, calls)
-        finally:
-            db.session.remove()
-
-
-def _claim_query(initiation_id: int, now) -> bool:  # type: ignore[no-untyped-def]
+def claim_query(initiation_id: int) -> bool:
+    """Claim one initiation for a query now (an owner's "ask M-Pesa" button); False if it was
+    asked within QUERY_INTERVAL, by the job or a double click, or is no longer waiting."""
+    now = utcnow()
     won = db.session.execute(
         sa.update(StkInitiation)
-        .where(
-            StkInitiation.id == initiation_id,
-            StkInitiation.status == "initiated",
-            sa.or_(StkInitiation.last_query_at.is_(None), StkInitiation.last_query_at < now - QUERY_INTERVAL),
-        )
+        .where(StkInitiation.id == initiation_id, _claimable(now))
         .values(last_query_at=now, query_count=StkInitiation.query_count + 1)
+        .execution_options(synchronize_session=False)
     ).rowcount == 1
     db.session.commit()
     return won
 
 
-def _query_one(checkout_id: str, paybill_id: int | None, calls: dict[int, DarajaCall] | None = None) -> str:
-    """Query one initiation and record a final answer. ``calls`` lets a run reuse each paybill's
-    prepared credentials instead of loading and decrypting them for every query."""
-    call = (calls or {}).get(paybill_id) if paybill_id else None
-    if call is None:
-        paybill = db.session.get(Paybill, paybill_id) if paybill_id else None
-        if paybill is None:
-            return "errors"
-        call = prepare_daraja_call(paybill)
-        if calls is not None:
-            calls[paybill_id] = call
+def query_and_record(checkout_id: str, paybill_id: int | None) -> str:
+    """Ask Daraja about one claimed initiation now and record a final answer: ``settled``,
+    ``pending`` or ``errors``. The same steps as the job, for one."""
+    paybill = db.session.get(Paybill, paybill_id) if paybill_id else None
+    if paybill is None:
+        return "errors"
+    call = prepare_daraja_call(paybill)
+    answer = _query(call, checkout_id)
+    if isinstance(answer, str):
+        return answer
+    return _tally({checkout_id: answer}, payments.record_stk_query_answers([_final(checkout_id, answer)]))[checkout_id]
+
+
+def _claimable(now, columns=None) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
+    """Waiting, and not asked within QUERY_INTERVAL (Daraja spike-arrests fast pollers)."""
+    c = columns if columns is not None else StkInitiation
+    return sa.and_(
+        c.status == "initiated",
+        sa.or_(c.last_query_at.is_(None), c.last_query_at < now - QUERY_INTERVAL),
+    )
+
+
+def _interleaved(queues: list[list[tuple[int, str]]]) -> list[tuple[int, str]]:
+    """Round-robin across paybills: everyone's first row, then everyone's second..."""
+    order: list[tuple[int, str]] = []
+    for position in range(max((len(q) for q in queues), default=0)):
+        order.extend(q[position] for q in queues if position < len(q))
+    return order
+
+
+def _prepare_calls(paybill_ids: set[int]) -> dict[int, DarajaCall]:
+    """Each paybill's client, credentials and token store, read once per round in this thread,
+    so the query threads never touch the database for them."""
+    paybills = db.session.scalars(sa.select(Paybill).where(Paybill.id.in_(paybill_ids))).all()
+    calls = {paybill.id: prepare_daraja_call(paybill) for paybill in paybills}
+    db.session.commit()
+    return calls
+
+
+def _ask_daraja(
+    app, call: DarajaCall | None, paybill_id: int, checkout_id: str, rate: PerPaybillRate, deadline: float,
+    answers: queue.SimpleQueue,
+) -> None:  # type: ignore[no-untyped-def]
+    """In a pool thread: wait for the paybill's slot, query, hand the answer back. Always answers
+    exactly once, or the recording loop would wait for it."""
+    answer: StkQueryAnswer | str = "errors"
     try:
-        answer = call.client.stk_query(call.account, call.tokens, checkout_id)
+        if time.monotonic() >= deadline:
+            answer = "skipped"  # claimed but not asked: due again after QUERY_INTERVAL
+        elif call is not None:
+            with app.app_context():
+                try:
+                    rate.wait(paybill_id)
+                    answer = _query(call, checkout_id)
+                finally:
+                    db.session.remove()
+    except Exception:  # noqa: BLE001 - one bad query must not stall the run
+        log.exception("stk query failed checkout=%s", checkout_id)
+    finally:
+        answers.put((checkout_id, answer))
+
+
+def _query(call: DarajaCall, checkout_id: str) -> StkQueryAnswer | str:
+    try:
+        return call.client.stk_query(call.account, call.tokens, checkout_id)
     except DarajaRejected as exc:
         log.warning("stk query refused checkout=%s: %s", checkout_id, exc)
-        return "errors"
     except DarajaError as exc:
         log.info("stk query unavailable checkout=%s: %s", checkout_id, exc)
-        return "errors"
-    if answer.is_pending or answer.result_code is None:
-        return "pending"
-    outcome = payments.record_stk_result(checkout_id, answer.result_code, answer.result_desc, source="query")
-    log.info("stk query checkout=%s result=%s → %s", checkout_id, answer.result_code, outcome.action)
-    return "pending" if outcome.action == "ignored" else "settled"
+    return "errors"
+
+
+def _record_answers(answers: queue.SimpleQueue, expected: int, counts: dict[str, int]) -> None:
+    """Record answers in batches as they arrive, until all ``expected`` are in."""
+    received = 0
+    while received < expected:
+        batch = [answers.get()]
+        while len(batch) < RECORD_BATCH and received + len(batch) < expected:
+            try:
+                batch.append(answers.get_nowait())
+            except queue.Empty:
+                break
+        received += len(batch)
+        asked = {checkout_id: answer for checkout_id, answer in batch if answer != "skipped"}
+        final = [_final(checkout_id, answer) for checkout_id, answer in asked.items() if _is_final(answer)]
+        for outcome in _tally(asked, payments.record_stk_query_answers(final)).values():
+            counts["queried"] += 1
+            counts[outcome] += 1
+
+
+def _is_final(answer: StkQueryAnswer | str) -> bool:
+    return not isinstance(answer, str) and not answer.is_pending and answer.result_code is not None
+
+
+def _final(checkout_id: str, answer: StkQueryAnswer) -> tuple[str, int | str, str]:
+    return checkout_id, answer.result_code, answer.result_desc  # type: ignore[return-value]
+
+
+def _tally(asked: dict[str, StkQueryAnswer | str], recorded: dict[str, payments.RecordOutcome]) -> dict[str, str]:
+    """Each asked initiation's count: ``errors``, ``pending`` (still processing, or nothing to
+    record) or ``settled`` (a final answer recorded)."""
+    tally = {}
+    for checkout_id, answer in asked.items():
+        if isinstance(answer, str):
+            tally[checkout_id] = answer
+        elif checkout_id not in recorded or recorded[checkout_id].action == "ignored":
+            tally[checkout_id] = "pending"
+        else:
+            tally[checkout_id] = "settled"
+    return tally
 
 
 def expire_unpaid_initiations() -> int:

@@ -173,6 +173,7 @@ def stk_password(business_shortcode: str, passkey: str, timestamp: str) -> str:
 _registry_lock = threading.Lock()
 _sessions: dict[str, requests.Session] = {}
 _breakers: dict[str, CircuitBreaker] = {}
+POOL_MAXSIZE = 128
 _token_locks: dict[str, threading.Lock] = {}
 
 
@@ -189,7 +190,9 @@ def shared_session(base_url: str) -> requests.Session:
         if session is None:
             session = requests.Session()
             # max_retries=0: urllib3 must never re-send a request on its own (an STK push!).
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=16, max_retries=0)
+            # pool_maxsize: as many kept connections as reconciliation runs queries at once, or
+            # every extra one is opened and thrown away per request.
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_MAXSIZE, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             _sessions[key] = session

@@ -222,6 +222,23 @@ class SandboxDaraja:
             for till in till_numbers:
                 self._store_of_till[str(till)] = str(shortcode)
 
+    def add_answered_push(self, checkout_id: str, *, shortcode: str, phone: str, amount: int, result_code: int, receipt: str) -> None:
+        """A push whose callback was lost: only an STK query will tell its (final) result."""
+        push = _Push(
+            checkout_id=checkout_id,
+            merchant_id=f"bench-{checkout_id[-8:]}",
+            body={"BusinessShortCode": shortcode, "PartyB": shortcode, "PhoneNumber": phone},
+            phone=phone,
+            amount=amount,
+            outcome=_Outcome(result_code, send_callback=False),
+            pushed_at=time.monotonic() - 60,
+            is_completed=True,
+            receipt=receipt,
+        )
+        with self._lock:
+            self._push_by_id[checkout_id] = push
+            self._used_ids.add(checkout_id)
+
     def invalidate_token(self, consumer_key: str | None = None) -> None:
         """As if another process fetched a token: the current one(s) stop working."""
         with self._lock:

@@ -15,7 +15,7 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from portal.sandbox.daraja import SandboxDaraja, _build_app, _Outcome, _Push, _QuietHandler
+from portal.sandbox.daraja import SandboxDaraja, _build_app, _QuietHandler
 from portal.sandbox.router import SandboxRouter
 
 
@@ -59,23 +59,6 @@ class SlowDaraja(SandboxDaraja):
         )
         self._thread.start()
         return self
-
-    def add_answered_push(self, checkout_id: str, *, shortcode: str, phone: str, amount: int, result_code: int, receipt: str) -> None:
-        """A push whose callback was lost: only an STK query will tell its (final) result."""
-        push = _Push(
-            checkout_id=checkout_id,
-            merchant_id=f"bench-{checkout_id[-8:]}",
-            body={"BusinessShortCode": shortcode, "PartyB": shortcode, "PhoneNumber": phone},
-            phone=phone,
-            amount=amount,
-            outcome=_Outcome(result_code, send_callback=False),
-            pushed_at=time.monotonic() - 60,
-            is_completed=True,
-            receipt=receipt,
-        )
-        with self._lock:
-            self._push_by_id[checkout_id] = push
-            self._used_ids.add(checkout_id)
 
 
 class TimedRouter(SandboxRouter):
