@@ -42,12 +42,17 @@ class PerPaybillRate:
         self._lock = threading.Lock()
 
     def wait(self, paybill_id: int) -> None:
-        with self._lock:
-            now = self.clock()
-            slot = max(now, self._next[paybill_id])
-            self._next[paybill_id] = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
+        """Return when this paybill may send its next query. The next one is spaced from the moment
+        this one goes, not from a slot booked in advance: a thread that wakes late (a busy
+        process) must not leave the following query with a shorter gap."""
+        while True:
+            with self._lock:
+                now = self.clock()
+                due = self._next[paybill_id]
+                if due <= now:
+                    self._next[paybill_id] = now + self.interval
+                    return
+            self.sleep(due - now)
 
 
 _rate = PerPaybillRate(QUERIES_PER_SECOND_PER_PAYBILL)

@@ -214,3 +214,21 @@ def test_paybills_with_different_apps_keep_their_tokens_in_memory(app, shop, dar
 
     assert all(token is not None for token in tokens)
     assert len(reads) <= 2  # at most one database read per paybill, not one per call
+
+
+def test_the_rate_limit_spaces_queries_from_when_they_go_not_when_they_were_booked():
+    now, lateness = [0.0], iter([0.08, 0.0] * 10)
+
+    def oversleep(seconds: float) -> None:
+        now[0] += seconds + next(lateness)  # a busy process wakes some threads late, others on time
+
+    rate = reconciliation.PerPaybillRate(5.0, clock=lambda: now[0], sleep=oversleep)
+    sent = []
+    for _ in range(6):
+        rate.wait(1)
+        sent.append(now[0])
+        rate.wait(2)  # another paybill never waits on this one
+        assert now[0] == sent[-1]
+
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert min(gaps) >= 0.2 - 1e-9  # never closer than the limit, however late the wake-up
