@@ -483,7 +483,7 @@ def _settle(
     except IntegrityError:
         db.session.rollback()  # this receipt is already recorded on another row: same money, done
         return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
-    new_status = won.get(payment.id)
+    new_status = won.get(payment_id)  # not payment.id: the commit expired it, and reading it would reload the row
     if new_status is None:
         return _settle_lost(payment, receipt, amount, source)
     log.info("payment %s id=%s receipt=%s amount=%s", new_status, payment_id, receipt, amount)

@@ -87,12 +87,28 @@ def reconcile_stuck_initiations(
             claimed = claim_due_queries(limit=batch, per_paybill=per_paybill)
             if not claimed:
                 break  # nothing due, or everything due was claimed by another worker
-            calls = _prepare_calls({paybill_id for paybill_id, _ in claimed})
             answers: queue.SimpleQueue[tuple[str, StkQueryAnswer | str]] = queue.SimpleQueue()
-            for paybill_id, checkout_id in claimed:
-                pool.submit(_ask_daraja, app, calls.get(paybill_id), paybill_id, checkout_id, limiter, deadline, answers)
+            all_sent = _send_round(app, pool, claimed, limiter, deadline, answers)
             _record_answers(answers, len(claimed), counts)
+            if not all_sent:
+                break
     return counts
+
+
+def _send_round(app, pool: ThreadPoolExecutor, claimed: list[tuple[int, str]], limiter: PerPaybillRate,
+                deadline: float, answers: queue.SimpleQueue) -> bool:  # type: ignore[no-untyped-def]
+    """Hand every claimed query to the pool; False if the process began exiting meanwhile (the
+    pool refuses new work then), in which case the rest count as skipped and are due again."""
+    calls = _prepare_calls({paybill_id for paybill_id, _ in claimed})
+    for position, (paybill_id, checkout_id) in enumerate(claimed):
+        try:
+            pool.submit(_ask_daraja, app, calls.get(paybill_id), paybill_id, checkout_id, limiter, deadline, answers)
+        except RuntimeError:
+            log.info("reconciliation stopping: the process is exiting")
+            for _, skipped in claimed[position:]:
+                answers.put((skipped, "skipped"))
+            return False
+    return True
 
 
 def claim_due_queries(*, limit: int, per_paybill: int) -> list[tuple[int, str]]:
