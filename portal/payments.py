@@ -236,6 +236,14 @@ class RecordOutcome:
     payment_id: int | None = None
 
 
+# Built once (every callback runs it); the payment comes with it because _settle needs it.
+_INITIATION_BY_CHECKOUT = (
+    sa.select(StkInitiation)
+    .options(joinedload(StkInitiation.payment))
+    .where(StkInitiation.checkout_request_id == sa.bindparam("checkout_id"))
+)
+
+
 def record_stk_result(
     checkout_request_id: str,
     result_code: int | str,
@@ -252,11 +260,7 @@ def record_stk_result(
     ``paybill_id`` is given (the paybill whose secret path the callback came in on) the initiation
     must belong to it. Safe to call any number of times, from any number of threads or processes.
     """
-    initiation = db.session.scalars(
-        sa.select(StkInitiation)
-        .options(joinedload(StkInitiation.payment))  # _settle needs it: one query, not two
-        .where(StkInitiation.checkout_request_id == checkout_request_id)
-    ).first()
+    initiation = db.session.scalars(_INITIATION_BY_CHECKOUT, {"checkout_id": checkout_request_id}).first()
     if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
         initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
     if initiation is None:
@@ -515,45 +519,60 @@ def _apply_settlements(settlements: Sequence[Settlement], *, source: str, result
         groups[(item.amount, status, item.receipt, note)].append(item.payment.id)
     won: dict[int, str] = {}
     for (amount, status, receipt, note), payment_ids in groups.items():
-        values: dict[str, Any] = {"status": status, "amount": amount, "paid_at": now, "source": source}
-        if receipt:
-            values["receipt"] = receipt
-        if result_code is not None:
-            values["result_code"] = result_code
-        if note:
-            values["note"] = note
-        moved = db.session.scalars(
-            sa.update(Payment)
-            .where(Payment.id.in_(sorted(payment_ids)), Payment.status.in_(SETTLEABLE_STATES))
-            .values(**values)
-            .returning(Payment.id)
-            .execution_options(synchronize_session=False)
-        ).all()
+        moved = db.session.scalars(_SETTLE, {
+            "ids": sorted(payment_ids), "new_status": status, "new_amount": amount, "now": now, "new_source": source,
+            "new_receipt": receipt or None, "new_result_code": result_code, "new_note": note,
+        }).all()
         won.update(dict.fromkeys(moved, status))
     if won:
-        _complete_initiations(list(won), now)
+        db.session.execute(_COMPLETE_INITIATIONS, {"ids": list(won), "now": now})
         _mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
     return won
 
 
-def _complete_initiations(payment_ids: list[int], now: datetime) -> None:
-    db.session.execute(
-        sa.update(StkInitiation)
-        .where(StkInitiation.payment_id.in_(payment_ids), StkInitiation.status != "completed")
-        .values(status="completed", completed_at=now, result_code="0")
-        .execution_options(synchronize_session=False)
+# The money path's statements, built once: Core rather than ORM (no ORM bookkeeping per call),
+# and prebuilt so SQLAlchemy neither rebuilds nor re-keys them for every payment.
+_payments, _initiations, _vouchers = Payment.__table__, StkInitiation.__table__, Voucher.__table__
+
+
+def _keep_unless_given(name: str, column: sa.Column) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(sa.bindparam(name, type_=column.type), column)
+
+
+_SETTLE = (
+    sa.update(_payments)
+    .where(_payments.c.id.in_(sa.bindparam("ids", expanding=True)), _payments.c.status.in_(SETTLEABLE_STATES))
+    .values(
+        status=sa.bindparam("new_status", type_=_payments.c.status.type),
+        amount=sa.bindparam("new_amount", type_=_payments.c.amount.type),
+        paid_at=sa.bindparam("now", type_=_payments.c.paid_at.type),
+        source=sa.bindparam("new_source", type_=_payments.c.source.type),
+        receipt=_keep_unless_given("new_receipt", _payments.c.receipt),
+        result_code=_keep_unless_given("new_result_code", _payments.c.result_code),
+        note=_keep_unless_given("new_note", _payments.c.note),
     )
+    .returning(_payments.c.id)
+)
+_COMPLETE_INITIATIONS = (
+    sa.update(_initiations)
+    .where(_initiations.c.payment_id.in_(sa.bindparam("ids", expanding=True)), _initiations.c.status != "completed")
+    .values(status="completed", completed_at=sa.bindparam("now", type_=_initiations.c.completed_at.type), result_code="0")
+)
+_VOUCHERS_PAID = (
+    sa.update(_vouchers)
+    .where(_vouchers.c.id.in_(sa.bindparam("ids", expanding=True)), _vouchers.c.status == "pending_payment")
+    .values(status="paid", paid_at=sa.bindparam("now", type_=_vouchers.c.paid_at.type))
+)
+
+
+def _complete_initiations(payment_ids: list[int], now: datetime) -> None:
+    db.session.execute(_COMPLETE_INITIATIONS, {"ids": payment_ids, "now": now})
 
 
 def _mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> None:
     if not paid:
         return
-    db.session.execute(
-        sa.update(Voucher)
-        .where(Voucher.id.in_([payment.voucher_id for payment in paid]), Voucher.status == "pending_payment")
-        .values(status="paid", paid_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    db.session.execute(_VOUCHERS_PAID, {"ids": [payment.voucher_id for payment in paid], "now": now})
     queued = []
     for payment in paid:
         hotspot = HotspotContext.from_json(payment.hotspot_json)  # the device the purchase came from
