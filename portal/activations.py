@@ -9,6 +9,7 @@ Router operations are idempotent (a user that already exists counts as done).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ from .routers import connection_for
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "portal_activations"
+_NOTIFY = sa.text(f"NOTIFY {NOTIFY_CHANNEL}")
 RETRY_BASE_S = 2.0
 RETRY_CAP_S = 15 * 60.0
 GIVE_UP_AFTER = timedelta(hours=48)  # then the row stays failed for the owner, never silently dropped
@@ -63,20 +65,24 @@ def queue_activations(rows: Sequence[Queued]) -> None:
     if not rows:
         return
     params: dict[str, object] = {"now": utcnow()}
-    values = []
-    for n, row in enumerate(rows):  # only these numbered names go into the SQL; every value is bound
-        values.append(f"(:voucher_{n}, :router_{n}, 'activate', 'pending', 0, :mac_{n}, :ip_{n}, :now, :now)")
+    for n, row in enumerate(rows):
         params.update({f"voucher_{n}": row.voucher_id, f"router_{n}": row.router_id,
                        f"mac_{n}": row.device_mac, f"ip_{n}": row.device_ip})
-    db.session.execute(
-        sa.text(
-            "INSERT INTO activations (voucher_id, router_id, kind, status, attempts, device_mac, device_ip,"
-            " next_attempt_at, created_at) VALUES " + ", ".join(values)
-            + " ON CONFLICT (voucher_id, kind) DO NOTHING"
-        ).bindparams(sa.bindparam("now", type_=UTCDateTime())),
-        params,
-    )
+    db.session.execute(_insert_activations(len(rows)), params)
     _notify_other_processes()
+
+
+@functools.lru_cache(maxsize=128)
+def _insert_activations(count: int) -> sa.TextClause:
+    """The INSERT for ``count`` rows, built once per size. Only these numbered names go into
+    the SQL; every value is bound."""
+    values = ", ".join(
+        f"(:voucher_{n}, :router_{n}, 'activate', 'pending', 0, :mac_{n}, :ip_{n}, :now, :now)" for n in range(count)
+    )
+    return sa.text(
+        "INSERT INTO activations (voucher_id, router_id, kind, status, attempts, device_mac, device_ip,"
+        f" next_attempt_at, created_at) VALUES {values} ON CONFLICT (voucher_id, kind) DO NOTHING"
+    ).bindparams(sa.bindparam("now", type_=UTCDateTime()))
 
 
 def queue_removal(voucher: Voucher) -> bool:
@@ -94,7 +100,7 @@ def queue_removal(voucher: Voucher) -> bool:
 def _notify_other_processes() -> None:
     # NOTIFY is transactional in PostgreSQL: it is delivered only if the payment commits.
     if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        db.session.execute(_NOTIFY)
 
 
 def wake_worker() -> None:
