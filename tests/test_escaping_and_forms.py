@@ -94,3 +94,15 @@ def test_every_form_answers_arbitrary_input_without_a_server_error(app, shop, cu
 
     assert answer.status_code < 500, (path, fields, answer.text[:300])
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Payment)) == payments_before
+
+
+def test_a_number_hundreds_of_digits_long_is_refused_not_a_server_error(app, shop, customer, signed_in):
+    """Found by the fuzz test above: NumberRange compared through float and overflowed."""
+    _, browser = signed_in(shop.owner)
+    huge = "9" * 400
+
+    batch = browser.post("/dashboard/vouchers/batches", {"plan_id": str(shop.plan.id), "count": huge})
+    plan = browser.post("/dashboard/plans/new", {"name": "Big", "price": huge, "duration": "1h"})
+    buy = customer.buy(shop.router.slug, huge, "0712 345 678")  # type: ignore[arg-type]
+
+    assert (batch.status_code, plan.status_code, buy.status_code) == (400, 400, 400)

@@ -1,11 +1,15 @@
-"""Customer forms. Error messages are keys into ``i18n.TEXT``, so every error shows in the page's language."""
+"""Customer forms. Error messages are keys into ``i18n.TEXT``, so every error shows in the page's language.
+
+The router's login variables travel in every form as plain hidden inputs (``hotspot_params``), not
+as form fields: three forms with six fields each cost more to build than the rest of the page."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, StringField
+from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
+from ..form_fields import WholeNumberField
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
 
@@ -17,43 +21,18 @@ def _valid_phone(form: FlaskForm, field: StringField) -> None:
         raise ValidationError("err_phone_invalid") from exc
 
 
-class HotspotFields(FlaskForm):
-    """The router's login variables, carried through every customer form (checked again on arrival)."""
-
-    mac = HiddenField()
-    ip = HiddenField()
-    link_login_only = HiddenField()
-    link_orig = HiddenField()
-    chap_id = HiddenField()
-    chap_challenge = HiddenField()
-
-    def hotspot_params(self) -> dict[str, str]:
-        return {
-            "mac": self.mac.data or "",
-            "ip": self.ip.data or "",
-            "link-login-only": self.link_login_only.data or "",
-            "link-orig": self.link_orig.data or "",
-            "chap-id": self.chap_id.data or "",
-            "chap-challenge": self.chap_challenge.data or "",
-        }
-
-    def fill_hotspot(self, params: dict[str, str]) -> None:
-        for name, value in params.items():
-            getattr(self, name.replace("-", "_")).data = value
-
-
-class BuyForm(HotspotFields):
-    plan_id = IntegerField("Package", validators=[InputRequired(message="err_choose_plan")])
+class BuyForm(FlaskForm):
+    plan_id = WholeNumberField("Package", validators=[InputRequired(message="err_choose_plan")])
     phone = StringField(validators=[DataRequired(message="err_phone_required"), Length(max=32), _valid_phone])
     # One random value per rendered form: a second submit of the same form finds the first purchase.
     purchase_key = HiddenField(validators=[Length(max=64)])
 
 
-class VoucherForm(HotspotFields):
+class VoucherForm(FlaskForm):
     code = StringField(validators=[DataRequired(message="err_code_required"), Length(max=32, message="err_bad_code")])
 
 
-class ReceiptForm(HotspotFields):
+class ReceiptForm(FlaskForm):
     receipt = StringField(
         validators=[DataRequired(message="err_receipt_required"), Length(max=32, message="err_receipt_not_found")]
     )

@@ -38,6 +38,17 @@ def as_params(ctx: HotspotContext) -> dict[str, str]:
     return {k: v for k, v in pairs.items() if v}
 
 
+def from_form(form: Mapping[str, str]) -> dict[str, str]:
+    """The router's variables as a customer form posts them back (hidden inputs named with
+    underscores, since the hyphenated names are not valid form field names everywhere)."""
+    return {name: form.get(name.replace("-", "_"), "") for name in PARAM_NAMES}
+
+
+def as_hidden_inputs(ctx: HotspotContext) -> list[tuple[str, str]]:
+    """(input name, value) for every known variable: what each customer form carries along."""
+    return [(name.replace("-", "_"), value) for name, value in as_params(ctx).items()]
+
+
 def router_error(params: Mapping[str, str]) -> str | None:
     """The router's own `error` variable, shortened; shown escaped."""
     text = (params.get("error") or "").strip()

@@ -26,7 +26,7 @@ from ..rate_limits import RateLimited, record_attempt, seconds_until_allowed
 from . import bp
 from .forms import BuyForm, ReceiptForm, RetryForm, VoucherForm
 from .guards import code_checks, limited_message, push_checks
-from .hotspot_params import PARAM_NAMES, as_params, context_from, router_error
+from .hotspot_params import PARAM_NAMES, as_hidden_inputs, as_params, context_from, from_form, router_error
 from .i18n import COOKIE, choose_language, describe_wait, texts
 from .router_login import router_error_key, router_login
 
@@ -69,7 +69,7 @@ def plans(slug: str):  # type: ignore[no-untyped-def]
 def buy(slug: str):  # type: ignore[no-untyped-def]
     router = _router(slug)
     form = BuyForm()
-    ctx = context_from(form.hotspot_params())
+    ctx = context_from(from_form(request.form))
     plan = catalogue.plan_for_router(router, form.plan_id.data) if form.plan_id.data else None
     if not form.validate() or plan is None:
         if form.plan_id.data is not None and plan is None:
@@ -99,7 +99,7 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
 def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     router = _router(slug)
     form = VoucherForm()
-    ctx = context_from(form.hotspot_params())
+    ctx = context_from(from_form(request.form))
     if not form.validate():
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
     try:
@@ -126,7 +126,7 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
 def receipt(slug: str):  # type: ignore[no-untyped-def]
     router = _router(slug)
     form = ReceiptForm()
-    ctx = context_from(form.hotspot_params())
+    ctx = context_from(from_form(request.form))
     if not form.validate():
         return _render_plans(router, ctx, receipt=form, open_="receipt", status=400)
     try:
@@ -238,7 +238,6 @@ def _render_plans(
     open_: str | None = None,
     status: int = 200,
 ):  # type: ignore[no-untyped-def]
-    params = as_params(ctx)
     if buy is None:
         buy = BuyForm(
             formdata=None, purchase_key=secrets.token_urlsafe(24), phone=request.cookies.get(PHONE_COOKIE, "")
@@ -247,8 +246,6 @@ def _render_plans(
         buy.purchase_key.data = secrets.token_urlsafe(24)  # a corrected form is a new attempt
     voucher = voucher or VoucherForm(formdata=None)
     receipt = receipt or ReceiptForm(formdata=None)
-    for form in (buy, voucher, receipt):
-        form.fill_hotspot(params)
     return (
         render_template(
             "captive/plans.html",
@@ -262,6 +259,7 @@ def _render_plans(
             describe_duration=catalogue.describe_duration,
             describe_bytes=catalogue.describe_bytes,
             lang_url=_plans_url(router, ctx, other=True),
+            hotspot_inputs=as_hidden_inputs(ctx),
         ),
         status,
     )

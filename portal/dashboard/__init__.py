@@ -51,6 +51,15 @@ def nairobi_time(moment: datetime | None, fmt: str = "%d %b %Y %H:%M") -> str:
     return moment.astimezone(NAIROBI).strftime(fmt) if moment else ""
 
 
+@bp.context_processor
+def _signed_in_user() -> dict[str, Any]:
+    # Only dashboard pages get the user (Flask-Login's app-wide processor is off): a customer
+    # page never loads one.
+    from flask_login import current_user
+
+    return {"current_user": current_user}
+
+
 @bp.app_context_processor
 def _dashboard_helpers() -> dict[str, Any]:
     return {"dashboard_url": dashboard_url, "dashboard_nav": NAV_ITEMS, "guess_active_page": guess_active_page}

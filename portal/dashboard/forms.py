@@ -11,7 +11,6 @@ from wtforms import (
     BooleanField,
     EmailField,
     HiddenField,
-    IntegerField,
     PasswordField,
     SelectField,
     SelectMultipleField,
@@ -20,6 +19,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from ..cli import parse_bytes, parse_duration
+from ..form_fields import WholeNumberField
 from ..models import ENVIRONMENTS, VALIDITY_MODES
 
 
@@ -84,7 +84,7 @@ class RouterForm(FlaskForm):
         validators=[DataRequired(message="Enter the router's address."), Length(max=255), _valid_host],
         description="Where the portal reaches the router's API: public IP, VPN address or DNS name.",
     )
-    port = IntegerField(
+    port = WholeNumberField(
         "API port",
         default=8728,
         validators=[
@@ -237,7 +237,7 @@ class PlanForm(FlaskForm):
         validators=[DataRequired(message="Give the plan a name."), Length(max=80)],
         description='What customers see, e.g. "1 Hour".',
     )
-    price = IntegerField(
+    price = WholeNumberField(
         "Price (KES)",
         validators=[
             InputRequired(message="Enter a price in whole shillings."),
@@ -267,7 +267,7 @@ class PlanForm(FlaskForm):
     router_ids = SelectMultipleField(
         "Sold on", coerce=int, validate_choice=True, description="Select none to sell it on every router."
     )
-    sort_order = IntegerField(
+    sort_order = WholeNumberField(
         "Position",
         default=0,
         validators=[Optional(), NumberRange(min=-1000, max=1000)],

@@ -7,9 +7,10 @@ Each manual action on money asks for a reason, which goes into the audit log.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
+from ..form_fields import WholeNumberField
 from ..models import PAYMENT_STATES, WEBHOOK_KINDS, WEBHOOK_STATES
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
@@ -86,7 +87,7 @@ class VoucherSearchForm(GetForm):
 class BatchForm(FlaskForm):
     plan_id = SelectField("Plan", coerce=int, validators=[InputRequired(message="Choose a plan.")])
     router_id = SelectField("Router", coerce=int, validators=[InputRequired(message="Choose a router.")])
-    count = IntegerField("How many", validators=[
+    count = WholeNumberField("How many", validators=[
         InputRequired(message="Enter how many vouchers to make."),
         NumberRange(min=1, max=MAX_BATCH, message=f"Between 1 and {MAX_BATCH}."),
     ], default=20)
