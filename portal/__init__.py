@@ -41,8 +41,12 @@ def _init_extensions(app: Flask) -> None:
     database.install_sqlite_pragmas(app)
     migrate.init_app(app, db, directory="portal/migrations")
     csrf.init_app(app)
-    # No template reads current_user: without the context processor a customer page never loads a user.
+    # Only dashboard templates read current_user (they get it from the dashboard blueprint), so a
+    # customer page never loads a user.
     login_manager.init_app(app, add_context_processor=False)
+    from .webhooks.sessions import NoSessionForWebhooks
+
+    app.session_interface = NoSessionForWebhooks()
     from . import accounts  # noqa: F401  (registers the user loader)
     from .catalogue import install_cache_invalidation
 

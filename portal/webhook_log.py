@@ -76,9 +76,20 @@ def store_raw(
     if rejected_because:
         values.update(status="rejected", error=storable(rejected_because, 500), processed_at=utcnow(),
                       result_code=claimed_result_code(payload))  # so a rejected "success" stands out
-    entry_id = db.session.execute(_STORE_RAW, values).scalar_one()
-    db.session.commit()
-    return StoredWebhook(entry_id, kind, paybill_id, payload)
+    return StoredWebhook(_insert_committed(values), kind, paybill_id, payload)
+
+
+def _insert_committed(values: dict[str, Any]) -> int:
+    """Insert one log row and have it committed when this returns."""
+    if db.engine.dialect.name != "postgresql":
+        entry_id = db.session.execute(_STORE_RAW, values).scalar_one()
+        db.session.commit()
+        return int(entry_id)
+    # PostgreSQL: the INSERT as its own autocommitted statement, without the BEGIN and COMMIT
+    # round trips a transaction costs: this runs for every webhook. (SQLite keeps the session
+    # path: its connections open transactions themselves, with BEGIN IMMEDIATE.)
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return int(conn.execute(_STORE_RAW, values).scalar_one())
 
 
 def mark(entry_id: int, status: str, error: str | None = None) -> None:
