@@ -237,10 +237,10 @@ class RecordOutcome:
 
 
 # Built once (every callback runs it); the payment comes with it because _settle needs it.
-_INITIATION_BY_CHECKOUT = (
+_INITIATIONS_BY_CHECKOUT = (
     sa.select(StkInitiation)
     .options(joinedload(StkInitiation.payment))
-    .where(StkInitiation.checkout_request_id == sa.bindparam("checkout_id"))
+    .where(StkInitiation.checkout_request_id.in_(sa.bindparam("checkout_ids", expanding=True)))
 )
 
 
@@ -260,7 +260,7 @@ def record_stk_result(
     ``paybill_id`` is given (the paybill whose secret path the callback came in on) the initiation
     must belong to it. Safe to call any number of times, from any number of threads or processes.
     """
-    initiation = db.session.scalars(_INITIATION_BY_CHECKOUT, {"checkout_id": checkout_request_id}).first()
+    initiation = db.session.scalars(_INITIATIONS_BY_CHECKOUT, {"checkout_ids": [checkout_request_id]}).first()
     if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
         initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
     if initiation is None:
@@ -325,12 +325,17 @@ def _record_stk_failure(initiation: StkInitiation, code: str, desc: str) -> Reco
     meaning = meaning_of(code)
     if meaning.status == "pending":
         return RecordOutcome("ignored", f"still processing ({code})")
-    changed = _mark_initiations_failed([initiation], code, desc)
+    changed = bool(_mark_initiations_failed([initiation], code, desc))
     db.session.commit()
+    if changed:
+        log.info("stk failed checkout=%s code=%s", initiation.checkout_request_id, code)
+    return _failure_outcome(initiation, code, changed)
+
+
+def _failure_outcome(initiation: StkInitiation, code: str, changed: bool) -> RecordOutcome:
     if not changed:
         return RecordOutcome("duplicate", f"initiation already {initiation.status}")
-    log.info("stk failed checkout=%s code=%s", initiation.checkout_request_id, code)
-    return RecordOutcome("failed", meaning.reason, initiation.payment_id)
+    return RecordOutcome("failed", meaning_of(code).reason, initiation.payment_id)
 
 
 def _mark_initiations_failed(initiations: Sequence[StkInitiation], code: str, desc: str) -> set[int]:
@@ -366,9 +371,7 @@ def record_stk_query_answers(answers: Sequence[tuple[str, int | str, str]]) -> d
     initiations = {
         initiation.checkout_request_id: initiation
         for initiation in db.session.scalars(
-            sa.select(StkInitiation)
-            .options(joinedload(StkInitiation.payment))
-            .where(StkInitiation.checkout_request_id.in_([checkout_id for checkout_id, _, _ in answers]))
+            _INITIATIONS_BY_CHECKOUT, {"checkout_ids": [checkout_id for checkout_id, _, _ in answers]}
         )
     }
     try:
@@ -408,9 +411,7 @@ def _apply_query_answers(
     for (code, desc), failed in failures.items():
         changed = _mark_initiations_failed(failed, code, desc)
         for initiation in failed:
-            outcomes[initiation.checkout_request_id or ""] = (
-                RecordOutcome("failed", meaning_of(code).reason, initiation.payment_id) if initiation.id in changed
-                else RecordOutcome("duplicate", f"initiation already {initiation.status}"))
+            outcomes[initiation.checkout_request_id or ""] = _failure_outcome(initiation, code, initiation.id in changed)
     # A query success carries no amount or receipt: Daraja confirmed the amount we asked for.
     won = _apply_settlements([Settlement(i.payment, i.amount) for i in successes], source="query", result_code="0")
     for initiation in successes:
@@ -525,7 +526,7 @@ def _apply_settlements(settlements: Sequence[Settlement], *, source: str, result
         }).all()
         won.update(dict.fromkeys(moved, status))
     if won:
-        db.session.execute(_COMPLETE_INITIATIONS, {"ids": list(won), "now": now})
+        _complete_initiations(list(won), now)
         _mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
     return won
 

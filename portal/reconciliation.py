@@ -161,7 +161,7 @@ def _claim_ids(chosen: list[int]) -> list[tuple[int, int, str]]:
     table = StkInitiation.__table__
     rows = db.session.execute(
         sa.update(table)
-        .where(table.c.id.in_(sorted(chosen)), _claimable(now, table.c))
+        .where(table.c.id.in_(sorted(chosen)), _claimable(now))
         .values(last_query_at=now, query_count=table.c.query_count + 1)
         .returning(table.c.id, table.c.paybill_id, table.c.checkout_request_id)
     ).all()
@@ -172,15 +172,7 @@ def _claim_ids(chosen: list[int]) -> list[tuple[int, int, str]]:
 def claim_query(initiation_id: int) -> bool:
     """Claim one initiation for a query now (an owner's "ask M-Pesa" button); False if it was
     asked within QUERY_INTERVAL, by the job or a double click, or is no longer waiting."""
-    now = utcnow()
-    won = db.session.execute(
-        sa.update(StkInitiation)
-        .where(StkInitiation.id == initiation_id, _claimable(now))
-        .values(last_query_at=now, query_count=StkInitiation.query_count + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
-    db.session.commit()
-    return won
+    return bool(_claim_ids([initiation_id]))
 
 
 def query_and_record(checkout_id: str, paybill_id: int | None) -> str:
@@ -196,9 +188,9 @@ def query_and_record(checkout_id: str, paybill_id: int | None) -> str:
     return _tally({checkout_id: answer}, payments.record_stk_query_answers([_final(checkout_id, answer)]))[checkout_id]
 
 
-def _claimable(now, columns=None) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
+def _claimable(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
     """Waiting, and not asked within QUERY_INTERVAL (Daraja spike-arrests fast pollers)."""
-    c = columns if columns is not None else StkInitiation
+    c = StkInitiation.__table__.c
     return sa.and_(
         c.status == "initiated",
         sa.or_(c.last_query_at.is_(None), c.last_query_at < now - QUERY_INTERVAL),

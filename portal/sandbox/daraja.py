@@ -226,7 +226,7 @@ class SandboxDaraja:
         """A push whose callback was lost: only an STK query will tell its (final) result."""
         push = _Push(
             checkout_id=checkout_id,
-            merchant_id=f"bench-{checkout_id[-8:]}",
+            merchant_id=f"lost-{checkout_id[-8:]}",
             body={"BusinessShortCode": shortcode, "PartyB": shortcode, "PhoneNumber": phone},
             phone=phone,
             amount=amount,
