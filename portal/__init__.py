@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .config import load_settings
+from .core.config import load_settings
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -34,8 +34,8 @@ def _configure_logging(app: Flask) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import database
-    from .extensions import csrf, db, login_manager, migrate
+    from .core import database
+    from .core.extensions import csrf, db, login_manager, migrate
 
     db.init_app(app)
     database.install_sqlite_pragmas(app)
@@ -47,17 +47,17 @@ def _init_extensions(app: Flask) -> None:
     from .webhooks.sessions import NoSessionForWebhooks
 
     app.session_interface = NoSessionForWebhooks()
-    from . import accounts  # noqa: F401  (registers the user loader)
-    from .catalogue import install_cache_invalidation
+    from .hotspot.catalogue import install_cache_invalidation
+    from .owners import accounts  # noqa: F401  (registers the user loader)
 
     install_cache_invalidation()
 
 
 def _register_blueprints(app: Flask) -> None:
     from .captive import bp as captive_bp
+    from .core.extensions import csrf
+    from .core.health import bp as health_bp
     from .dashboard import bp as dashboard_bp
-    from .extensions import csrf
-    from .health import bp as health_bp
     from .webhooks import bp as webhooks_bp
 
     csrf.exempt(webhooks_bp)  # Daraja cannot send a CSRF token; the secret path authenticates it
@@ -65,7 +65,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(health_bp)
-    from . import errors, security
+    from .core import errors, security
 
     errors.register(app)
     security.install(app)

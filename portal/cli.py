@@ -8,9 +8,9 @@ import click
 import sqlalchemy as sa
 from flask import Flask
 
-from . import accounts
-from .extensions import db
+from .core.extensions import db
 from .models import Paybill, Plan, User
+from .owners import accounts
 
 
 def parse_duration(text: str) -> int:
@@ -85,7 +85,7 @@ def router() -> None:
 @click.option("--tls", is_flag=True, help="Use api-ssl.")
 @click.option("--hotspot-server", default=None, help="Hotspot server name on the router (default: all).")
 def router_add(owner_email: str, name: str, host: str, port: int, username: str, password: str, tls: bool, hotspot_server: str | None) -> None:
-    from .routers import create_router
+    from .hotspot.routers import create_router
 
     new = create_router(
         owner=_owner(owner_email), name=name, host=host, port=port, username=username, password=password,
@@ -111,7 +111,7 @@ def paybill() -> None:
 @click.option("--environment", type=click.Choice(["sandbox", "production"]), default="sandbox", show_default=True)
 @click.option("--name", default="")
 def paybill_add(owner_email, kind, shortcode, store, consumer_key, consumer_secret, passkey, environment, name) -> None:  # type: ignore[no-untyped-def]
-    from .paybills import create_paybill, webhook_urls
+    from .owners.paybills import create_paybill, webhook_urls
 
     if kind == "till" and not store:
         raise click.BadParameter("a till needs --store (the HO/store number)", param_hint="--store")
@@ -159,7 +159,7 @@ def tokens() -> None:
 @tokens.command("refresh", help="Refresh every active paybill's token that expires within 10 minutes.")
 @click.option("--force", is_flag=True, help="Refresh even tokens that are still valid.")
 def tokens_refresh(force: bool) -> None:
-    from .tokens import refresh_due_tokens
+    from .owners.tokens import refresh_due_tokens
 
     results = refresh_due_tokens(force=force)
     for result in results:
@@ -179,7 +179,7 @@ def c2b() -> None:
 @click.option("--shortcode", required=True)
 def c2b_register(shortcode: str) -> None:
     from .mpesa.errors import DarajaError
-    from .paybills import register_c2b_urls
+    from .owners.paybills import register_c2b_urls
 
     found = db.session.scalars(sa.select(Paybill).where(Paybill.number == shortcode)).first()
     if found is None:
@@ -207,7 +207,7 @@ def keys() -> None:
 
 @keys.command("rotate", help="Re-encrypt every secret under the newest key in PORTAL_ENCRYPTION_KEYS.")
 def keys_rotate() -> None:
-    from .key_rotation import rotate_all_secrets
+    from .owners.key_rotation import rotate_all_secrets
 
     count = rotate_all_secrets()
     click.echo(f"re-encrypted {count} secrets under the newest key")

@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from . import rate_limits, reconciliation, tokens, webhook_log
-from .activations import ActivationWorker
-from .extensions import db
+from .core import rate_limits
+from .core.extensions import db
+from .hotspot.activations import ActivationWorker
 from .models import JobRun, utcnow
+from .money import reconciliation, webhook_log
+from .owners import tokens
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def run_worker_forever(app: Flask) -> None:
 
 def _start_pg_listener(app: Flask, worker: ActivationWorker) -> threading.Event | None:
     """On PostgreSQL, payments recorded by web processes wake this worker at once (LISTEN/NOTIFY)."""
-    from .activations import NOTIFY_CHANNEL
+    from .hotspot.activations import NOTIFY_CHANNEL
 
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if not url.startswith("postgresql"):

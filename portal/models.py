@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .crypto import decrypt_secret, encrypt_secret, fingerprint
-from .extensions import db
+from .core.crypto import decrypt_secret, encrypt_secret, fingerprint
+from .core.extensions import db
 
 
 def utcnow() -> datetime:

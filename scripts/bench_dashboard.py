@@ -64,11 +64,11 @@ FROM payments p JOIN vouchers v ON v.id = p.voucher_id WHERE p.owner_id = %(owne
 
 
 def seed(app: Any, rows: int) -> dict[str, Any]:
-    from portal.accounts import create_owner
-    from portal.extensions import db
+    from portal.core.extensions import db
+    from portal.hotspot.routers import create_router
     from portal.models import Plan
-    from portal.paybills import create_paybill
-    from portal.routers import create_router
+    from portal.owners.accounts import create_owner
+    from portal.owners.paybills import create_paybill
 
     owners = []
     with app.app_context():
@@ -109,9 +109,11 @@ def _time(fn: Any, runs: int = 15) -> float:
 
 def bench(database_url: str, owner_id: int) -> dict[str, float]:
     """Median seconds per query, for the owner with the big history and for an admin (all owners)."""
-    from portal import create_app, payment_search, problems, reports
-    from portal.extensions import db
+    from portal import create_app
+    from portal.core.extensions import db
     from portal.models import User
+    from portal.money import problems
+    from portal.owners import payment_search, reports
 
     app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "bench", "PORTAL_ENCRYPTION_KEYS": TEST_FERNET_KEY,
                       "PORTAL_SCHEDULER": "off"})

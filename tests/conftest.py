@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from portal import create_app
-from portal.activations import ActivationWorker
-from portal.database import use_autocommit_in_this_thread
-from portal.extensions import db
+from portal.core.database import use_autocommit_in_this_thread
+from portal.core.extensions import db
+from portal.hotspot.activations import ActivationWorker
 from portal.models import Plan, User
 from portal.sandbox.daraja import SandboxDaraja
 from portal.sandbox.router import SandboxRouter
@@ -212,7 +212,7 @@ def worker(app: Any) -> Iterator[ActivationWorker]:
 
 @pytest.fixture
 def make_owner(app: Any) -> Callable[..., User]:
-    from portal.accounts import create_owner
+    from portal.owners.accounts import create_owner
 
     counter = iter(range(1, 10_000))
 
@@ -226,7 +226,7 @@ def make_owner(app: Any) -> Callable[..., User]:
 
 @pytest.fixture
 def make_paybill(app: Any) -> Callable[..., Any]:
-    from portal.paybills import create_paybill
+    from portal.owners.paybills import create_paybill
 
     def make(owner: User | None, kind: str = "paybill", **kw: Any) -> Any:
         if kind == "till":
@@ -249,7 +249,7 @@ def make_paybill(app: Any) -> Callable[..., Any]:
 
 @pytest.fixture
 def make_router(app: Any, router_box: SandboxRouter) -> Callable[..., Any]:
-    from portal.routers import create_router
+    from portal.hotspot.routers import create_router
 
     def make(owner: User, name: str = "Mama Njeri Cafe", box: SandboxRouter | None = None, **kw: Any) -> Any:
         box = box or router_box
@@ -284,7 +284,7 @@ def shop(make_owner, make_paybill, make_router, make_plan) -> Any:  # type: igno
     s = Shop()
     s.owner = make_owner()
     s.paybill = make_paybill(s.owner)
-    from portal.paybills import register_c2b_urls
+    from portal.owners.paybills import register_c2b_urls
 
     register_c2b_urls(s.paybill)  # through the sandbox Daraja, as `flask c2b register` does
     s.router = make_router(s.owner)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, AuditLog, Payment, StkInitiation, User, Voucher, WebhookLog
 
 PASSWORD = "correct horse battery"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Voucher, utcnow
 from portal.sandbox.hotspot import SandboxHotspot
 

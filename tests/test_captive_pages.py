@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from portal.captive.i18n import TEXT
 from portal.captive.router_login import chap_password
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, AuditLog, Payment, Voucher, utcnow
 from portal.mpesa.result_codes import meaning_of
 
@@ -334,7 +334,7 @@ def test_five_code_tries_per_device_per_ten_minutes(kind, shop, customer, daraja
 
 
 def test_rate_limit_counts_a_double_submitted_form_once_and_reports_the_wait(app):
-    from portal.rate_limits import Limit, RateLimited, record_attempt, seconds_until_allowed
+    from portal.core.rate_limits import Limit, RateLimited, record_attempt, seconds_until_allowed
 
     limit = Limit("phone_minute", 1, 60)
     record_attempt([("t:phone", limit)], token="form-1")
@@ -420,7 +420,7 @@ def test_receipt_of_a_paid_purchase_shows_its_voucher_on_this_device(shop, custo
 def test_unmatched_buy_goods_payment_becomes_one_voucher_for_the_best_plan(
     make_owner, make_paybill, make_router, make_plan, customer, daraja, router_box, worker
 ):
-    from portal.paybills import register_c2b_urls
+    from portal.owners.paybills import register_c2b_urls
 
     owner = make_owner()
     till = make_paybill(owner, kind="till")
@@ -454,8 +454,8 @@ def test_unmatched_buy_goods_payment_becomes_one_voucher_for_the_best_plan(
 def test_an_unmatched_payment_is_claimed_once_even_when_claims_race(app, shop, daraja):
     from concurrent.futures import ThreadPoolExecutor
 
-    from portal.payments import HotspotContext
-    from portal.recovery import recover_by_receipt
+    from portal.money.payments import HotspotContext
+    from portal.money.recovery import recover_by_receipt
 
     daraja.simulate_c2b("174379", 10, None, trans_id="RACE000001")
     router_id = shop.router.id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Paybill, Plan, Router, User
 
 from .conftest import CONSUMER_KEY, CONSUMER_SECRET, SANDBOX_PASSKEY

@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from portal import create_app
-from portal.config import ConfigError
-from portal.extensions import db
+from portal.core.config import ConfigError
+from portal.core.extensions import db
 from portal.models import utcnow
 from portal.mpesa.client import CachedToken
-from portal.paybills import PaybillTokenStore
+from portal.owners.paybills import PaybillTokenStore
 
 from .conftest import CONSUMER_KEY, CONSUMER_SECRET, SANDBOX_PASSKEY
 
@@ -31,7 +31,7 @@ def test_importing_the_package_does_nothing(tmp_path):
 def test_development_secrets_are_generated_once_into_the_instance_folder(tmp_path, monkeypatch):
     for name in ("SECRET_KEY", "PORTAL_ENCRYPTION_KEYS", "DATABASE_URL", "PORTAL_ENV"):
         monkeypatch.delenv(name, raising=False)
-    from portal.config import load_settings
+    from portal.core.config import load_settings
 
     first = load_settings(str(tmp_path))
     second = load_settings(str(tmp_path))

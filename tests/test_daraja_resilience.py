@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from portal import reconciliation
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, Paybill, Payment, StkInitiation, Voucher, utcnow
-from portal.tokens import refresh_due_tokens
+from portal.money import reconciliation
+from portal.owners.tokens import refresh_due_tokens
 
 from .conftest import CONSUMER_KEY, CONSUMER_SECRET
 from .test_purchase_flow import _buy, _count, _initiation
@@ -111,7 +111,7 @@ def _assert_nothing_half_done() -> None:
 
 def _set_token(paybill: Paybill, token: str, expires_in: timedelta) -> None:
     from portal.mpesa.client import CachedToken
-    from portal.paybills import PaybillTokenStore
+    from portal.owners.paybills import PaybillTokenStore
 
     PaybillTokenStore(paybill.id).save(CachedToken(token, utcnow() + expires_in))
 
@@ -210,8 +210,8 @@ def test_a_token_replaced_by_another_process_is_picked_up_without_a_new_fetch(ap
     import requests as http
     from sqlalchemy import update
 
-    from portal.crypto import encrypt_secret
-    from portal.paybills import PaybillTokenStore
+    from portal.core.crypto import encrypt_secret
+    from portal.owners.paybills import PaybillTokenStore
 
     first = _buy(customer, shop, phone="0711 000 700")  # this process now remembers the token
     assert customer.wait_for(first, ("active",))["status"] == "active"

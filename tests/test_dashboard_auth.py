@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import AuditLog, User, utcnow
-from portal.owner_scope import NAIROBI
+from portal.owners.scope import NAIROBI
 
 from .dashboard_support import PASSWORD, field_errors, flashes
 
@@ -179,8 +179,8 @@ def test_account_page_renders(app, signed_in):
 
 
 def test_many_failures_from_one_address_lock_that_address_across_accounts(app, make_owner):
-    from portal import accounts
     from portal.models import RateLimitHit
+    from portal.owners import accounts
 
     owner = make_owner()
     db.session.add_all(RateLimitHit(key="sign-in:10.9.9.9") for _ in range(accounts.MAX_FAILURES_PER_ADDRESS))

@@ -13,10 +13,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from portal import database, payment_search
-from portal.database import use_autocommit_in_this_thread
-from portal.extensions import db
+from portal.core import database
+from portal.core.database import use_autocommit_in_this_thread
+from portal.core.extensions import db
 from portal.models import Activation, AuditLog, Payment, Voucher, WebhookLog, utcnow
+from portal.owners import payment_search
 
 from .conftest import wait_until
 from .dashboard_support import field_errors, flashes

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import AuditLog, Paybill, User, utcnow
-from portal.paybills import find_paybill_by_webhook_token
+from portal.owners.paybills import find_paybill_by_webhook_token
 
 from .conftest import CONSUMER_KEY, CONSUMER_SECRET, SANDBOX_PASSKEY
 from .dashboard_support import field_errors, flashes

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from portal import catalogue
-from portal.extensions import db
+from portal.core.extensions import db
+from portal.hotspot import catalogue
 from portal.models import Plan
 
 from .dashboard_support import field_errors

@@ -7,7 +7,7 @@ import socket
 
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, AuditLog, Router, Voucher
 from portal.sandbox.router import SandboxRouter
 
@@ -280,7 +280,7 @@ def test_setup_script_creates_a_limited_api_user_and_opens_the_walled_garden(app
 
 
 def test_setup_script_with_a_named_portal_host_and_no_address(app, signed_in, make_router):
-    from portal import router_setup
+    from portal.hotspot import router_setup
 
     owner, _ = signed_in()
     router = make_router(owner)
@@ -292,7 +292,7 @@ def test_setup_script_with_a_named_portal_host_and_no_address(app, signed_in, ma
 
 
 def test_setup_confirm_refuses_tampered_or_foreign_credentials(app, signed_in, make_router, router_box):
-    from portal import router_setup
+    from portal.hotspot import router_setup
 
     owner, b = signed_in()
     router = make_router(owner)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Payment, Plan, Router
 
 from .test_purchase_flow import HOTSPOT, _buy, _payment

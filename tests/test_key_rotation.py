@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 
-from portal.extensions import db
-from portal.key_rotation import ENCRYPTED_COLUMNS
+from portal.core.extensions import db
+from portal.owners.key_rotation import ENCRYPTED_COLUMNS
 
 from .conftest import TEST_FERNET_KEY
 

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-from portal.extensions import db
+from portal.core.extensions import db
 
 from .conftest import build_app
 

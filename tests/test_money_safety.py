@@ -11,9 +11,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from portal import activations, reconciliation, webhook_log
-from portal.extensions import db
+from portal.core.extensions import db
+from portal.hotspot import activations
 from portal.models import Activation, Payment, StkInitiation, Voucher, WebhookLog, utcnow
+from portal.money import reconciliation, webhook_log
 
 from .conftest import wait_until
 from .test_purchase_flow import HOTSPOT, _buy, _count, _initiation, _payment, _post_callback, _success_body
@@ -394,7 +395,7 @@ def test_reconciliation_queries_paybills_in_parallel_within_each_rate_limit(app,
 
 
 def test_a_success_for_a_voucher_already_queued_by_hand_is_still_recorded(app, shop, customer, daraja, worker):
-    from portal import activations as outbox
+    from portal.hotspot import activations as outbox
 
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     payment = _payment(purchase)
@@ -421,7 +422,7 @@ def test_a_receipt_arriving_after_a_manual_settlement_is_a_second_payment(app, s
 
 
 def test_a_printed_cash_voucher_starts_its_clock_at_first_use_not_when_printed(shop, router_box, worker):
-    from portal.voucher_batches import generate_batch
+    from portal.hotspot.voucher_batches import generate_batch
 
     generate_batch(shop.owner, plan_id=shop.plan.id, router_id=shop.router.id, count=2, note="cash sales")
     wait_until(lambda: len(router_box.users) == 2, timeout=10)

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from portal import problems
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, AuditLog, Payment, StkInitiation, Voucher, utcnow
+from portal.money import problems
 
 from .conftest import wait_until
 from .dashboard_support import field_errors, flashes

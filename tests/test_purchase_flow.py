@@ -8,9 +8,9 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, Payment, StkInitiation, Voucher, WebhookLog
-from portal.paybills import webhook_urls
+from portal.owners.paybills import webhook_urls
 
 from .conftest import form_fields, wait_until
 

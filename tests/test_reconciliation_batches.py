@@ -16,11 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from portal import payments, reconciliation
-from portal.extensions import db
+from portal.core.extensions import db
+from portal.hotspot.vouchers import new_voucher_code
 from portal.models import Activation, Payment, StkInitiation, Voucher, utcnow
-from portal.paybills import PaybillTokenStore, create_paybill, prepare_daraja_call
-from portal.vouchers import new_voucher_code
+from portal.money import payments, reconciliation
+from portal.owners.paybills import PaybillTokenStore, create_paybill, prepare_daraja_call
 
 from .conftest import CONSUMER_SECRET, SANDBOX_PASSKEY
 

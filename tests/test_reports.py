@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from portal import reports
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import StkInitiation, Voucher
+from portal.owners import reports
 
 from .test_dashboard_money import seed_payments
 
@@ -69,9 +69,9 @@ def test_an_owner_with_nothing_gets_zeros_not_errors(app, make_owner):
 def test_todays_money_shows_at_once_while_past_days_are_cached(app, shop):
     import secrets
 
-    from portal.extensions import db as database
+    from portal.core.extensions import db as database
     from portal.models import Payment, utcnow
-    from portal.reports import build_overview
+    from portal.owners.reports import build_overview
 
     def paid(amount: int, when) -> None:  # type: ignore[no-untyped-def]
         database.session.add(Payment(public_id=secrets.token_urlsafe(8), owner_id=shop.owner.id, router_id=shop.router.id,

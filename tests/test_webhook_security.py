@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, Payment, Voucher, WebhookLog
 
 from .test_purchase_flow import _buy, _count, _initiation, _payment, _post_callback, _success_body
@@ -252,7 +252,7 @@ def test_markup_in_names_is_escaped_on_customer_pages(app, make_owner, make_payb
 
 
 def test_a_callback_that_cannot_be_stored_is_not_acknowledged(app, shop, monkeypatch):
-    from portal import webhook_log
+    from portal.money import webhook_log
 
     def database_down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise sa.exc.OperationalError("INSERT INTO webhook_logs", {}, Exception("connection refused"))
@@ -273,7 +273,7 @@ def test_rejected_success_callbacks_show_on_the_owners_problems_page(app, shop, 
     # A success sent through the right address but from outside an allow list is tested above;
     # here the owner of the *purchase* does not see the other paybill's log, its owner does.
     from portal.models import User
-    from portal.problems import list_problems, problems_count
+    from portal.money.problems import list_problems, problems_count
 
     other_owner = db.session.get(User, other.owner_id)
     notices = list_problems(other_owner).rejected_payment_notices

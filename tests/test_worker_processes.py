@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from portal.extensions import db
+from portal.core.extensions import db
 from portal.models import Activation, JobRun, Payment, Voucher, WebhookLog
 
 from .conftest import TEST_FERNET_KEY, wait_until

@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
-from ..form_fields import WholeNumberField
+from ..core.form_fields import WholeNumberField
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
 

@@ -8,8 +8,7 @@ address (one router's public address, shared by all its customers) with a high c
 
 from __future__ import annotations
 
-from ..payments import HotspotContext
-from ..rate_limits import (
+from ..core.rate_limits import (
     CODE_TRIES_PER_CLIENT,
     CODE_TRIES_PER_DEVICE,
     PUSH_PER_CLIENT_HOUR,
@@ -19,6 +18,7 @@ from ..rate_limits import (
     Limit,
     RateLimited,
 )
+from ..money.payments import HotspotContext
 from .i18n import describe_wait, texts
 
 

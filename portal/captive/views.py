@@ -17,12 +17,13 @@ import sqlalchemy as sa
 from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from .. import catalogue, payments, recovery
-from ..extensions import db
+from ..core.extensions import db
+from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
+from ..hotspot import catalogue
 from ..models import Payment, Router, StkInitiation, utcnow
+from ..money import payments, recovery
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
-from ..rate_limits import RateLimited, record_attempt, seconds_until_allowed
 from . import bp
 from .forms import BuyForm, ReceiptForm, RetryForm, VoucherForm
 from .guards import code_checks, limited_message, push_checks

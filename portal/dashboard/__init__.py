@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, request, url_for
 from werkzeug.routing import BuildError
 
-from ..owner_scope import NAIROBI
+from ..owners.scope import NAIROBI
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 

@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from flask import abort, current_app, redirect, request, url_for
 from flask_login import current_user
 
-from ..extensions import db
+from ..core.extensions import db
 from ..models import (
     Activation,
     AuditLog,
@@ -62,7 +62,7 @@ from ..models import (
     Voucher,
     WebhookLog,
 )
-from ..owner_scope import owned, via_paybill, via_router
+from ..owners.scope import owned, via_paybill, via_router
 from ..webhooks.auth import caller_address
 
 T = TypeVar("T")

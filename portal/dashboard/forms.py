@@ -19,7 +19,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from ..cli import parse_bytes, parse_duration
-from ..form_fields import WholeNumberField
+from ..core.form_fields import WholeNumberField
 from ..models import ENVIRONMENTS, VALIDITY_MODES
 
 

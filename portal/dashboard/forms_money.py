@@ -10,11 +10,11 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
-from ..form_fields import WholeNumberField
+from ..core.form_fields import WholeNumberField
+from ..hotspot.voucher_batches import MAX_BATCH
 from ..models import PAYMENT_STATES, WEBHOOK_KINDS, WEBHOOK_STATES
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
-from ..voucher_batches import MAX_BATCH
 
 
 class GetForm(FlaskForm):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 
-from .. import accounts, audit
-from ..extensions import db, login_manager
+from ..core.extensions import db, login_manager
+from ..owners import accounts, audit
 from . import bp
 from .access import client_ip, is_safe_next, signed_in_user
 from .forms import PasswordChangeForm, SignInForm

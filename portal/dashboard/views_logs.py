@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import abort, render_template, request
 
-from .. import log_search
-from ..owner_scope import NotFound
+from ..owners import log_search
+from ..owners.scope import NotFound
 from . import bp
 from .access import signed_in_user
 from .forms_money import AuditFilterForm, WebhookFilterForm

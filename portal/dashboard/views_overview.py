@@ -7,7 +7,8 @@ from typing import Any
 from flask import render_template
 from flask_login import current_user
 
-from .. import problems, reports
+from ..money import problems
+from ..owners import reports
 from . import bp
 from .access import signed_in_user
 

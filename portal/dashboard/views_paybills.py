@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 
-from .. import audit, paybills, tokens
-from ..extensions import db
+from ..core.extensions import db
 from ..models import Paybill, User
 from ..mpesa.errors import DarajaError
+from ..owners import audit, paybills, tokens
 from . import bp
 from .access import client_ip, get_owned_or_404, owner_scope, signed_in_user
 from .forms import ActionForm, PaybillForm

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Response, abort, render_template, request, stream_with_context
 
-from .. import payment_search
 from ..models import utcnow
-from ..owner_scope import NAIROBI
+from ..owners import payment_search
+from ..owners.scope import NAIROBI
 from . import bp
 from .access import signed_in_user
 from .forms_money import PaymentFilterForm

@@ -6,10 +6,11 @@ import sqlalchemy as sa
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import selectinload
 
-from .. import audit, plans
-from ..catalogue import describe_bytes, describe_duration
-from ..extensions import db
+from ..core.extensions import db
+from ..hotspot import plans
+from ..hotspot.catalogue import describe_bytes, describe_duration
 from ..models import Plan, Router
+from ..owners import audit
 from ..routeros.hotspot import format_routeros_duration
 from . import bp
 from .access import client_ip, get_owned_or_404, owner_scope, signed_in_user

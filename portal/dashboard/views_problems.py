@@ -7,9 +7,9 @@ from collections.abc import Callable
 from flask import abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 
-from .. import problems
 from ..models import Activation, Payment, StkInitiation
-from ..owner_scope import NotFound
+from ..money import problems
+from ..owners.scope import NotFound
 from . import bp
 from .access import client_ip, get_owned_or_404, signed_in_user
 from .forms_money import (

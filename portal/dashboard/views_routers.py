@@ -6,9 +6,10 @@ import sqlalchemy as sa
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import joinedload
 
-from .. import audit, router_setup, routers
-from ..extensions import db
+from ..core.extensions import db
+from ..hotspot import router_setup, routers
 from ..models import Activation, Paybill, Router
+from ..owners import audit
 from ..routeros.errors import RouterError
 from . import bp
 from .access import client_ip, get_owned_or_404, owner_scope, signed_in_user

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import voucher_batches
-from ..extensions import db
+from ..core.extensions import db
+from ..hotspot import voucher_batches
 from ..models import Plan, Router, Voucher
-from ..owner_scope import owned
+from ..owners.scope import owned
 from . import bp
 from .access import client_ip, get_owned_or_404, signed_in_user
 from .forms_money import BatchForm, DisableVoucherForm, VoucherSearchForm

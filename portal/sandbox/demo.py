@@ -18,12 +18,12 @@ from typing import Any
 import requests
 from werkzeug.serving import make_server
 
-from portal import create_app
-from portal.extensions import db
-from portal.models import Plan, User
-from portal.sandbox.daraja import SandboxDaraja
-from portal.sandbox.hotspot import SandboxHotspot
-from portal.sandbox.router import SandboxRouter
+from .. import create_app
+from ..core.extensions import db
+from ..models import Plan, User
+from .daraja import SandboxDaraja
+from .hotspot import SandboxHotspot
+from .router import SandboxRouter
 
 DEMO_OWNER = ("demo@example.com", "demo-password-123")
 DEMO_SLUG = "demo-cafe"
@@ -102,9 +102,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _seed(router_box: SandboxRouter) -> None:
-    from portal.accounts import create_owner
-    from portal.paybills import create_paybill
-    from portal.routers import create_router
+    from ..hotspot.routers import create_router
+    from ..owners.accounts import create_owner
+    from ..owners.paybills import create_paybill
 
     owner: User = create_owner(*DEMO_OWNER)
     db.session.flush()

@@ -12,12 +12,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import webhook_log
-from ..extensions import db
+from ..core.extensions import db
+from ..hotspot.vouchers import normalise_code
 from ..models import Payment, Voucher
-from ..paybills import WebhookPaybill
-from ..payments import parse_amount
-from ..vouchers import normalise_code
+from ..money import webhook_log
+from ..money.payments import parse_amount
+from ..owners.paybills import WebhookPaybill
 
 ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
 REJECT_AMOUNT = {"ResultCode": "C2B00013", "ResultDesc": "Rejected"}

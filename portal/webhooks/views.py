@@ -11,8 +11,8 @@ import logging
 from flask import abort, current_app, jsonify, make_response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import webhook_log
-from ..paybills import WebhookPaybill, webhook_paybill
+from ..money import webhook_log
+from ..owners.paybills import WebhookPaybill, webhook_paybill
 from . import bp
 from .auth import caller_address, is_allowed_source
 from .c2b_validation import validation_answer

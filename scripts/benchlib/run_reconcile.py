@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 def main() -> int:
     deadline = time.monotonic() + float(sys.argv[1])
     from portal import create_app
-    from portal.extensions import db
+    from portal.core.extensions import db
     from portal.jobs import record_run
-    from portal.reconciliation import reconcile_stuck_initiations
+    from portal.money.reconciliation import reconcile_stuck_initiations
 
     app = create_app()
     totals = {"runs": 0, "queried": 0, "pending": 0, "settled": 0, "errors": 0}

@@ -34,7 +34,7 @@ def bench_app(database_url: str, *, daraja_url: str = "") -> Any:
         }
     )
     with app.app_context():
-        from portal.extensions import db
+        from portal.core.extensions import db
 
         # The schema from the models, as the tests build it: the working tree may be ahead of its migrations.
         db.create_all()
@@ -55,11 +55,11 @@ class Shop:
 
 def make_shop(app: Any, boxes: list[Any], *, email: str = "owner@bench.example", number: str = "174379") -> Shop:
     """One owner, one paybill, one plan and a router row per sandbox router in ``boxes``."""
-    from portal.accounts import create_owner
-    from portal.extensions import db
+    from portal.core.extensions import db
+    from portal.hotspot.routers import create_router
     from portal.models import Plan
-    from portal.paybills import create_paybill
-    from portal.routers import create_router
+    from portal.owners.accounts import create_owner
+    from portal.owners.paybills import create_paybill
 
     with app.app_context():
         owner = create_owner(email, OWNER_PASSWORD)
@@ -102,10 +102,10 @@ class Purchase:
 def seed_purchases(app: Any, shop: Shop, count: int, *, tag: str, created_ago_s: float = 5.0) -> list[Purchase]:
     """``count`` purchases waiting for their callback (voucher + payment + initiation with a CheckoutRequestID),
     spread round-robin over the shop's routers. ``tag`` keeps ids unique across runs."""
-    from portal.extensions import db
+    from portal.core.extensions import db
+    from portal.hotspot.vouchers import new_voucher_code
     from portal.models import Payment, StkInitiation, Voucher, utcnow
-    from portal.payments import HotspotContext
-    from portal.vouchers import new_voucher_code
+    from portal.money.payments import HotspotContext
 
     purchases: list[Purchase] = []
     with app.app_context():
@@ -143,12 +143,12 @@ def seed_purchases(app: Any, shop: Shop, count: int, *, tag: str, created_ago_s:
 def seed_jobs_data(app: Any, daraja: Any, *, paybills: int, query_paybills: int, stuck: int) -> dict[str, Any]:
     """``paybills`` active paybills (each its own Daraja app), and ``stuck`` initiations whose callback
     never came, spread over the first ``query_paybills`` of them, answered only by STK query."""
-    from portal.accounts import create_owner
-    from portal.extensions import db
+    from portal.core.extensions import db
+    from portal.hotspot.routers import create_router
+    from portal.hotspot.vouchers import new_voucher_code
     from portal.models import Payment, Plan, StkInitiation, Voucher, utcnow
-    from portal.paybills import create_paybill
-    from portal.routers import create_router
-    from portal.vouchers import new_voucher_code
+    from portal.owners.accounts import create_owner
+    from portal.owners.paybills import create_paybill
 
     with app.app_context():
         owner = create_owner("jobs@bench.example", OWNER_PASSWORD)
@@ -194,7 +194,7 @@ def seed_jobs_data(app: Any, daraja: Any, *, paybills: int, query_paybills: int,
 
 def reset_tokens(app: Any) -> None:
     """Every paybill's token missing again, so the next refresh fetches all of them."""
-    from portal.extensions import db
+    from portal.core.extensions import db
     from portal.models import Paybill
 
     with app.app_context():
@@ -204,7 +204,7 @@ def reset_tokens(app: Any) -> None:
 
 def count(app: Any, model_name: str, *where: Any) -> int:
     from portal import models
-    from portal.extensions import db
+    from portal.core.extensions import db
 
     model = getattr(models, model_name)
     with app.app_context():
@@ -213,7 +213,7 @@ def count(app: Any, model_name: str, *where: Any) -> int:
 
 def settle_backlog(app: Any) -> int:
     """Mark every unfinished activation done (the throughput runs leave thousands, with no worker running)."""
-    from portal.extensions import db
+    from portal.core.extensions import db
     from portal.models import Activation
 
     with app.app_context():

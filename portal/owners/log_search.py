@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import AuditLog, User, WebhookLog
-from .owner_scope import NotFound, nairobi_day_start, owned, via_paybill
+from ..core.extensions import db
+from ..models import AuditLog, User, WebhookLog
+from .scope import NotFound, nairobi_day_start, owned, via_paybill
 
 PAGE_SIZE = 50
 MASK = "•••masked•••"

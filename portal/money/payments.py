@@ -24,14 +24,14 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
-from . import activations
-from .extensions import db
-from .models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
-from .mpesa.errors import DarajaError, DarajaUnavailable
-from .mpesa.phones import mask_phone, normalise_phone
-from .mpesa.result_codes import meaning_of, rejection_message
-from .paybills import WebhookPaybill, paybill_for_router, prepare_daraja_call
-from .vouchers import new_voucher_code, normalise_code
+from ..core.extensions import db
+from ..hotspot import activations
+from ..hotspot.vouchers import new_voucher_code, normalise_code
+from ..models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
+from ..mpesa.errors import DarajaError, DarajaUnavailable
+from ..mpesa.phones import mask_phone, normalise_phone
+from ..mpesa.result_codes import meaning_of, rejection_message
+from ..owners.paybills import WebhookPaybill, paybill_for_router, prepare_daraja_call
 
 log = logging.getLogger(__name__)
 
@@ -760,7 +760,7 @@ def _failed_status(payment: Payment, initiation: StkInitiation | None) -> Purcha
 
 
 def _refusal_sw(initiation: StkInitiation) -> str:
-    from .mpesa.errors import DarajaRejected
+    from ..mpesa.errors import DarajaRejected
 
     exc = DarajaRejected(initiation.result_desc or "", error_code=initiation.result_code, error_message=initiation.result_desc)
     return rejection_message(exc)[1]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .cache import TTLCache
-from .extensions import db
-from .models import Plan, Router, router_plans
+from ..core.cache import TTLCache
+from ..core.extensions import db
+from ..models import Plan, Router, router_plans
 
 
 def router_by_slug(slug: str) -> Router | None:

@@ -10,9 +10,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from .extensions import db
-from .models import Paybill, utcnow
-from .mpesa.errors import DarajaError
+from ..core.extensions import db
+from ..models import Paybill, utcnow
+from ..mpesa.errors import DarajaError
 from .paybills import PaybillTokenStore, prepare_daraja_call
 
 log = logging.getLogger(__name__)

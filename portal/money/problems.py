@@ -20,11 +20,13 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from . import activations, audit, payments, reconciliation
-from .extensions import db
-from .models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
-from .owner_scope import NotFound, owned, via_paybill, via_router
-from .vouchers import new_voucher_code, normalise_code
+from ..core.extensions import db
+from ..hotspot import activations
+from ..hotspot.vouchers import new_voucher_code, normalise_code
+from ..models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
+from ..owners import audit
+from ..owners.scope import NotFound, owned, via_paybill, via_router
+from . import payments, reconciliation
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import PAYMENT_STATES, Payment, Router, User, Voucher
-from .owner_scope import NAIROBI, nairobi_day_start, owned
+from ..core.extensions import db
+from ..models import PAYMENT_STATES, Payment, Router, User, Voucher
+from .scope import NAIROBI, nairobi_day_start, owned
 
 PAGE_SIZE = 50
 CSV_BATCH = 2000

@@ -15,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..core.extensions import db
+from ..models import Paybill, WebhookLog, utcnow
+from ..owners.paybills import WebhookPaybill
 from . import payments
-from .extensions import db
-from .models import Paybill, WebhookLog, utcnow
-from .paybills import WebhookPaybill
 
 log = logging.getLogger(__name__)
 

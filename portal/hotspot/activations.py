@@ -24,11 +24,11 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from .extensions import db
-from .models import Activation, Plan, Router, UTCDateTime, Voucher, utcnow
-from .routeros import hotspot
-from .routeros.connection import RouterConnection
-from .routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed
+from ..core.extensions import db
+from ..models import Activation, Plan, Router, UTCDateTime, Voucher, utcnow
+from ..routeros import hotspot
+from ..routeros.connection import RouterConnection
+from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed
 from .routers import connection_for
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .crypto import SecretUnreadable, decrypt_secret, encrypt_secret
-from .models import Router
+from ..core.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
+from ..models import Router
 
 # (query parameter, RouterOS variable). The portal reads these names (captive/hotspot_params.py);
 # identity, server-name and server-address tell a multi-router portal which router sent the customer.

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
+from ..models import RateLimitHit, utcnow
 from .extensions import db
-from .models import RateLimitHit, utcnow
 
 TOKEN_SEPARATOR = "|"
 _TOKEN_END = "}"  # the character after "|": every "<bucket>|<token>" sorts below "<bucket>}"

@@ -19,12 +19,13 @@ import segno
 import sqlalchemy as sa
 from markupsafe import Markup
 
-from . import activations, audit
-from .extensions import db
-from .models import Activation, Plan, Router, User, Voucher, utcnow
-from .mpesa.errors import InvalidPhoneNumber
-from .mpesa.phones import normalise_phone
-from .owner_scope import NotFound, owned
+from ..core.extensions import db
+from ..models import Activation, Plan, Router, User, Voucher, utcnow
+from ..mpesa.errors import InvalidPhoneNumber
+from ..mpesa.phones import normalise_phone
+from ..owners import audit
+from ..owners.scope import NotFound, owned
+from . import activations
 from .vouchers import new_voucher_code, normalise_code
 
 MAX_BATCH = 500

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import sqlalchemy as sa
 
-from .models import Paybill, Router, User
+from ..models import Paybill, Router, User
 
 NAIROBI = timezone(timedelta(hours=3), "EAT")  # Kenya keeps no daylight saving time
 

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from .captive.i18n import choose_language, texts
+from ..captive.i18n import choose_language, texts
 
 log = logging.getLogger(__name__)
 

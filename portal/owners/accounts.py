@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..core.extensions import db, login_manager
+from ..models import RateLimitHit, User, utcnow
 from . import audit
-from .extensions import db, login_manager
-from .models import RateLimitHit, User, utcnow
-from .owner_scope import NAIROBI
+from .scope import NAIROBI
 
 MIN_PASSWORD_LENGTH = 10
 

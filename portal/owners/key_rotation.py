@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .crypto import rotate_secret
-from .extensions import db
-from .models import Paybill, Router
+from ..core.crypto import rotate_secret
+from ..core.extensions import db
+from ..models import Paybill, Router
 
 ENCRYPTED_COLUMNS = {
     Paybill: ("consumer_key_encrypted", "consumer_secret_encrypted", "passkey_encrypted", "access_token_encrypted", "webhook_token_encrypted"),

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from .extensions import db
-from .models import Plan, Router
+from ..core.extensions import db
+from ..models import Plan, Router
 
 
 class PlanError(ValueError):

@@ -7,8 +7,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
+from ..models import Activation, JobRun, StkInitiation, utcnow
 from .extensions import db
-from .models import Activation, JobRun, StkInitiation, utcnow
 
 bp = Blueprint("health", __name__)
 

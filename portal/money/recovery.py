@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from . import activations, catalogue, payments
-from .extensions import db
-from .models import AuditLog, Payment, Plan, Router, Voucher, utcnow
-from .vouchers import new_voucher_code, normalise_code
+from ..core.extensions import db
+from ..hotspot import activations, catalogue
+from ..hotspot.vouchers import new_voucher_code, normalise_code
+from ..models import AuditLog, Payment, Plan, Router, Voucher, utcnow
+from . import payments
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from .cache import TTLCache
-from .extensions import db
-from .models import Payment, StkInitiation, User, Voucher, utcnow
-from .mpesa.result_codes import meaning_of
-from .owner_scope import nairobi_day_start, nairobi_today, owned, via_router
+from ..core.cache import TTLCache
+from ..core.extensions import db
+from ..models import Payment, StkInitiation, User, Voucher, utcnow
+from ..mpesa.result_codes import meaning_of
+from .scope import nairobi_day_start, nairobi_today, owned, via_router
 
 REVENUE_DAYS = 30
 RESULT_WINDOW = timedelta(days=30)
@@ -276,8 +276,8 @@ def scheduler_health(*, now: datetime | None = None) -> list[JobHealth]:
     A job that never ran is listed too: it means no `flask worker` (and no inline scheduler) is
     running, so silent payments are not being reconciled.
     """
-    from .jobs import JOBS
-    from .models import JobRun
+    from ..jobs import JOBS
+    from ..models import JobRun
 
     now = now or utcnow()
     runs = {run.name: run for run in db.session.scalars(sa.select(JobRun))}

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from .cache import TTLCache
-from .config import PRODUCTION_DARAJA_URL, SANDBOX_DARAJA_URL
-from .crypto import decrypt_secret, encrypt_secret, fingerprint
-from .extensions import db
-from .models import Paybill, Router, User, utcnow
-from .mpesa.breaker import CircuitBreaker
-from .mpesa.client import CachedToken, DarajaAccount, DarajaClient
+from ..core.cache import TTLCache
+from ..core.config import PRODUCTION_DARAJA_URL, SANDBOX_DARAJA_URL
+from ..core.crypto import decrypt_secret, encrypt_secret, fingerprint
+from ..core.extensions import db
+from ..models import Paybill, Router, User, utcnow
+from ..mpesa.breaker import CircuitBreaker
+from ..mpesa.client import CachedToken, DarajaAccount, DarajaClient
 
 WEBHOOK_TOKEN_BYTES = 16  # 128 bits
 

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import joinedload
 
-from .extensions import db
-from .models import ROUTER_STATES, Activation, Router, User, utcnow
-from .routeros import hotspot
-from .routeros.connection import RouterConnection, RouterCredentials, RouterPool
-from .routeros.errors import RouterError, RouterLoginFailed
+from ..core.extensions import db
+from ..models import ROUTER_STATES, Activation, Router, User, utcnow
+from ..routeros import hotspot
+from ..routeros.connection import RouterConnection, RouterCredentials, RouterPool
+from ..routeros.errors import RouterError, RouterLoginFailed
 
 
 def router_pool() -> RouterPool:

@@ -18,12 +18,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from . import activations, payments
-from .extensions import db
-from .models import Paybill, Payment, StkInitiation, Voucher, utcnow
-from .mpesa.client import StkQueryAnswer
-from .mpesa.errors import DarajaError, DarajaRejected
-from .paybills import DarajaCall, prepare_daraja_call
+from ..core.extensions import db
+from ..hotspot import activations
+from ..models import Paybill, Payment, StkInitiation, Voucher, utcnow
+from ..mpesa.client import StkQueryAnswer
+from ..mpesa.errors import DarajaError, DarajaRejected
+from ..owners.paybills import DarajaCall, prepare_daraja_call
+from . import payments
 
 log = logging.getLogger(__name__)
 
@@ -329,10 +330,10 @@ def expire_used_up_vouchers() -> dict[str, int]:
     time), so only the router knows when they end. One print per router with such vouchers; a
     router that cannot be reached is skipped until the next run.
     """
-    from .models import Plan, Router
-    from .routeros import hotspot
-    from .routeros.errors import RouterError
-    from .routers import connection_for
+    from ..hotspot.routers import connection_for
+    from ..models import Plan, Router
+    from ..routeros import hotspot
+    from ..routeros.errors import RouterError
 
     unstarted_cash = sa.and_(
         Voucher.source == "batch", Plan.validity_mode == "wall_clock", Voucher.expires_at.is_(None)
@@ -373,7 +374,7 @@ def _start_cash_voucher_clocks(uptime_by_voucher: dict[int, int]) -> int:
     First use is estimated as now minus the time online so far (checked every minute); the
     router's limit-uptime caps it meanwhile.
     """
-    from .models import Plan
+    from ..models import Plan
 
     now, started = utcnow(), 0
     for voucher_id, uptime_s in uptime_by_voucher.items():
