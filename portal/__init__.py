@@ -65,16 +65,20 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(health_bp)
+    from .captive.errors import render_error_page
     from .core import errors, security
 
-    errors.register(app)
+    errors.register(app, customer_page=render_error_page)
     security.install(app)
 
 
 def _register_cli(app: Flask) -> None:
     from .cli import register_commands
+    from .jobs import JOBS
 
     register_commands(app)
+    # What the overview's scheduler health compares each job's last run with.
+    app.extensions["portal_job_intervals"] = {name: interval for name, (_, interval) in JOBS.items()}
 
 
 def _start_background_work(app: Flask) -> None:

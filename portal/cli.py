@@ -6,11 +6,17 @@ import re
 
 import click
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 
 from .core.extensions import db
+from .hotspot.routers import create_router
+from .jobs import run_worker_forever
 from .models import Paybill, Plan, User
+from .mpesa.errors import DarajaError
 from .owners import accounts
+from .owners.key_rotation import rotate_all_secrets
+from .owners.paybills import create_paybill, register_c2b_urls, webhook_urls
+from .owners.tokens import refresh_due_tokens
 
 
 def parse_duration(text: str) -> int:
@@ -85,8 +91,6 @@ def router() -> None:
 @click.option("--tls", is_flag=True, help="Use api-ssl.")
 @click.option("--hotspot-server", default=None, help="Hotspot server name on the router (default: all).")
 def router_add(owner_email: str, name: str, host: str, port: int, username: str, password: str, tls: bool, hotspot_server: str | None) -> None:
-    from .hotspot.routers import create_router
-
     new = create_router(
         owner=_owner(owner_email), name=name, host=host, port=port, username=username, password=password,
         use_tls=tls, hotspot_server=hotspot_server,
@@ -111,8 +115,6 @@ def paybill() -> None:
 @click.option("--environment", type=click.Choice(["sandbox", "production"]), default="sandbox", show_default=True)
 @click.option("--name", default="")
 def paybill_add(owner_email, kind, shortcode, store, consumer_key, consumer_secret, passkey, environment, name) -> None:  # type: ignore[no-untyped-def]
-    from .owners.paybills import create_paybill, webhook_urls
-
     if kind == "till" and not store:
         raise click.BadParameter("a till needs --store (the HO/store number)", param_hint="--store")
     user = _owner(owner_email) if owner_email else None
@@ -159,8 +161,6 @@ def tokens() -> None:
 @tokens.command("refresh", help="Refresh every active paybill's token that expires within 10 minutes.")
 @click.option("--force", is_flag=True, help="Refresh even tokens that are still valid.")
 def tokens_refresh(force: bool) -> None:
-    from .owners.tokens import refresh_due_tokens
-
     results = refresh_due_tokens(force=force)
     for result in results:
         click.echo(result.line())
@@ -178,9 +178,6 @@ def c2b() -> None:
 @c2b.command("register", help="Register this portal's confirmation and validation URLs for a shortcode.")
 @click.option("--shortcode", required=True)
 def c2b_register(shortcode: str) -> None:
-    from .mpesa.errors import DarajaError
-    from .owners.paybills import register_c2b_urls
-
     found = db.session.scalars(sa.select(Paybill).where(Paybill.number == shortcode)).first()
     if found is None:
         raise click.ClickException(f"no paybill or till {shortcode}")
@@ -193,10 +190,6 @@ def c2b_register(shortcode: str) -> None:
 
 @click.command(help="Run the scheduled jobs and the activation worker in the foreground.")
 def worker() -> None:
-    from flask import current_app
-
-    from .jobs import run_worker_forever
-
     run_worker_forever(current_app._get_current_object())
 
 
@@ -207,7 +200,5 @@ def keys() -> None:
 
 @keys.command("rotate", help="Re-encrypt every secret under the newest key in PORTAL_ENCRYPTION_KEYS.")
 def keys_rotate() -> None:
-    from .owners.key_rotation import rotate_all_secrets
-
     count = rotate_all_secrets()
     click.echo(f"re-encrypted {count} secrets under the newest key")

@@ -16,7 +16,7 @@ from flask import Flask
 
 from .core import rate_limits
 from .core.extensions import db
-from .hotspot.activations import ActivationWorker
+from .hotspot.activations import NOTIFY_CHANNEL, ActivationWorker
 from .models import JobRun, utcnow
 from .money import reconciliation, webhook_log
 from .owners import tokens
@@ -117,7 +117,6 @@ def run_worker_forever(app: Flask) -> None:
 
 def _start_pg_listener(app: Flask, worker: ActivationWorker) -> threading.Event | None:
     """On PostgreSQL, payments recorded by web processes wake this worker at once (LISTEN/NOTIFY)."""
-    from .hotspot.activations import NOTIFY_CHANNEL
 
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     if not url.startswith("postgresql"):

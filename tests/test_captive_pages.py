@@ -454,7 +454,7 @@ def test_unmatched_buy_goods_payment_becomes_one_voucher_for_the_best_plan(
 def test_an_unmatched_payment_is_claimed_once_even_when_claims_race(app, shop, daraja):
     from concurrent.futures import ThreadPoolExecutor
 
-    from portal.money.payments import HotspotContext
+    from portal.hotspot.login_context import HotspotContext
     from portal.money.recovery import recover_by_receipt
 
     daraja.simulate_c2b("174379", 10, None, trans_id="RACE000001")

@@ -221,7 +221,7 @@ def test_retry_delays_grow_and_are_capped():
 def test_webhook_that_hit_a_database_error_is_reprocessed(app, shop, customer, daraja, worker, monkeypatch):
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     checkout_id = _initiation(purchase).checkout_request_id
-    real = webhook_log.payments.record_stk_result
+    real = webhook_log.settlement.record_stk_result
     calls = {"n": 0}
 
     def locked_once(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -230,7 +230,7 @@ def test_webhook_that_hit_a_database_error_is_reprocessed(app, shop, customer, d
             raise sa.exc.OperationalError("UPDATE payments", {}, Exception("database is locked"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(webhook_log.payments, "record_stk_result", locked_once)
+    monkeypatch.setattr(webhook_log.settlement, "record_stk_result", locked_once)
     answer = _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, receipt="RETRY00001"))
 
     assert answer.status_code == 200 and answer.json()["ResultCode"] == 0

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from portal.core.extensions import db
 from portal.hotspot.vouchers import new_voucher_code
 from portal.models import Activation, Payment, StkInitiation, Voucher, utcnow
-from portal.money import payments, reconciliation
+from portal.money import reconciliation, settlement
 from portal.owners.paybills import PaybillTokenStore, create_paybill, prepare_daraja_call
 
 from .conftest import CONSUMER_SECRET, SANDBOX_PASSKEY
@@ -53,7 +53,7 @@ def _count(model: Any, *where: Any) -> int:
 
 def test_a_batch_records_each_kind_of_answer_like_a_callback_would(app, shop):
     paid, cancelled, processing, already = _waiting(shop, 4)
-    payments.record_stk_result(already.checkout_request_id, 0, metadata={"Amount": 10, "MpesaReceiptNumber": "CBFIRST001"})
+    settlement.record_stk_result(already.checkout_request_id, 0, metadata={"Amount": 10, "MpesaReceiptNumber": "CBFIRST001"})
     answers = [
         (paid.checkout_request_id, "0", "The service request is processed successfully."),
         (cancelled.checkout_request_id, 1032, "Request cancelled by user"),
@@ -62,7 +62,7 @@ def test_a_batch_records_each_kind_of_answer_like_a_callback_would(app, shop):
         (already.checkout_request_id, "0", "The service request is processed successfully."),
     ]
 
-    outcomes = payments.record_stk_query_answers(answers)
+    outcomes = settlement.record_stk_query_answers(answers)
 
     assert {k: v.action for k, v in outcomes.items()} == {
         paid.checkout_request_id: "paid",
@@ -80,16 +80,16 @@ def test_a_batch_records_each_kind_of_answer_like_a_callback_would(app, shop):
     assert _count(Activation) == 2  # the query's success and the callback's, one each
     assert _count(Activation, Activation.voucher_id == paid.voucher_id) == 1
 
-    again = payments.record_stk_query_answers(answers)  # the same answers once more change nothing
+    again = settlement.record_stk_query_answers(answers)  # the same answers once more change nothing
     assert {v.action for v in again.values()} == {"duplicate", "ignored"}
     assert _count(Activation) == 2 and _count(Payment, Payment.status == "paid") == 2
 
 
 def test_a_late_failure_in_a_batch_never_downgrades_a_success(app, shop):
     (initiation,) = _waiting(shop, 1)
-    payments.record_stk_result(initiation.checkout_request_id, 0, metadata={"Amount": 10, "MpesaReceiptNumber": "CBSUCC0001"})
+    settlement.record_stk_result(initiation.checkout_request_id, 0, metadata={"Amount": 10, "MpesaReceiptNumber": "CBSUCC0001"})
 
-    outcomes = payments.record_stk_query_answers([(initiation.checkout_request_id, 1032, "Request cancelled by user")])
+    outcomes = settlement.record_stk_query_answers([(initiation.checkout_request_id, 1032, "Request cancelled by user")])
 
     assert outcomes[initiation.checkout_request_id].action == "duplicate"
     db.session.expire_all()
@@ -99,7 +99,7 @@ def test_a_late_failure_in_a_batch_never_downgrades_a_success(app, shop):
 def test_a_batch_with_a_short_answer_flags_it_underpaid_and_queues_nothing(app, shop):
     (short,) = _waiting(shop, 1, amount=5)  # the push asked for less than the plan costs
 
-    outcomes = payments.record_stk_query_answers([(short.checkout_request_id, 0, "ok")])
+    outcomes = settlement.record_stk_query_answers([(short.checkout_request_id, 0, "ok")])
 
     assert outcomes[short.checkout_request_id].action == "underpaid"
     db.session.expire_all()
@@ -117,7 +117,7 @@ def test_batches_racing_callbacks_record_every_payment_exactly_once(app, shop):
         shuffled = random.Random(seed).sample(answers, len(answers))
         with app.app_context():
             barrier.wait()
-            payments.record_stk_query_answers(shuffled)
+            settlement.record_stk_query_answers(shuffled)
             db.session.remove()
 
     def callbacks(seed: int) -> None:
@@ -126,7 +126,7 @@ def test_batches_racing_callbacks_record_every_payment_exactly_once(app, shop):
             barrier.wait()
             for initiation in order:
                 metadata = {"Amount": 10, "MpesaReceiptNumber": receipts[initiation.checkout_request_id]}
-                payments.record_stk_result(initiation.checkout_request_id, 0, metadata=metadata)
+                settlement.record_stk_result(initiation.checkout_request_id, 0, metadata=metadata)
             db.session.remove()
 
     with ThreadPoolExecutor(8) as pool:

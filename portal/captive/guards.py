@@ -18,7 +18,7 @@ from ..core.rate_limits import (
     Limit,
     RateLimited,
 )
-from ..money.payments import HotspotContext
+from ..hotspot.login_context import HotspotContext
 from .i18n import describe_wait, texts
 
 

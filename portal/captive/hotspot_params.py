@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from ..money.payments import HotspotContext
+from ..hotspot.login_context import HotspotContext
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 _OCTAL_ESCAPES = re.compile(r"^(\\[0-7]{3}){1,64}$")

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from ..money.payments import HotspotContext
+from ..hotspot.login_context import HotspotContext
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 

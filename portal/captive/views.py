@@ -20,8 +20,9 @@ from flask_wtf.csrf import CSRFError
 from ..core.extensions import db
 from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
 from ..hotspot import catalogue
+from ..hotspot.login_context import HotspotContext
 from ..models import Payment, Router, StkInitiation, utcnow
-from ..money import payments, recovery
+from ..money import customer_status, purchase, recovery
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
 from . import bp
@@ -79,7 +80,7 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
     try:
         msisdn = normalise_phone(form.phone.data)
         record_attempt(push_checks(msisdn, ctx, request.remote_addr), token=form.purchase_key.data or None)
-        payment = payments.start_purchase(
+        payment = purchase.start_purchase(
             router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None
         )
     except InvalidPhoneNumber:
@@ -87,7 +88,7 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
         return _render_plans(router, ctx, buy=form, status=400)
     except RateLimited as exc:
         return _render_plans(router, ctx, buy=form, notice=limited_message(exc, g.lang), status=429)
-    except payments.PurchaseError as exc:
+    except purchase.PurchaseError as exc:
         message = exc.customer_message_sw if g.lang == "sw" else exc.customer_message
         return _render_plans(router, ctx, buy=form, notice=message, status=503)
     response = redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
@@ -151,26 +152,26 @@ def receipt(slug: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/p/<purchase_id>")
 def wait(purchase_id: str):  # type: ignore[no-untyped-def]
-    payment = payments.find_purchase(purchase_id) or abort(404)
+    payment = customer_status.find_purchase(purchase_id) or abort(404)
     return _render_wait(payment)
 
 
 @bp.post("/p/<purchase_id>/retry")
 def retry(purchase_id: str):  # type: ignore[no-untyped-def]
-    payment = payments.find_purchase(purchase_id) or abort(404)
-    status = payments.purchase_status(payment)
+    payment = customer_status.find_purchase(purchase_id) or abort(404)
+    status = customer_status.purchase_status(payment)
     form = RetryForm()
     if not form.validate():
         return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
     if status.status not in ("failed", "expired") or not status.can_retry or not payment.phone:
         return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
-    ctx = payments.HotspotContext.from_json(payment.hotspot_json)
+    ctx = HotspotContext.from_json(payment.hotspot_json)
     try:
         record_attempt(push_checks(payment.phone, ctx, request.remote_addr), token=form.purchase_key.data or None)
         again = recovery.purchase_again(payment, idempotency_key=form.purchase_key.data or None)
     except RateLimited as exc:
         return _render_wait(payment, notice=limited_message(exc, g.lang), status_code=429)
-    except payments.PurchaseError as exc:
+    except purchase.PurchaseError as exc:
         return _render_wait(
             payment, notice=exc.customer_message_sw if g.lang == "sw" else exc.customer_message, status_code=503
         )
@@ -179,10 +180,10 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/p/<purchase_id>/status")
 def status(purchase_id: str):  # type: ignore[no-untyped-def]
-    payment = payments.find_purchase(purchase_id)
+    payment = customer_status.find_purchase(purchase_id)
     if payment is None:
         return jsonify({"error": "not found"}), 404
-    response = make_response(jsonify(payments.purchase_status(payment).as_json(g.lang)))
+    response = make_response(jsonify(customer_status.purchase_status(payment).as_json(g.lang)))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -196,8 +197,8 @@ def _router(slug: str) -> Router:
 
 
 def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200):  # type: ignore[no-untyped-def]
-    status = payments.purchase_status(payment)
-    ctx = payments.HotspotContext.from_json(payment.hotspot_json)
+    status = customer_status.purchase_status(payment)
+    ctx = HotspotContext.from_json(payment.hotspot_json)
     seconds_left = _seconds_left(payment) if status.status == "pending" else 0
     login = (
         router_login(ctx, status.voucher, page_is_https=request.is_secure)
@@ -230,7 +231,7 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
 
 def _render_plans(
     router: Router | catalogue.Storefront,
-    ctx: payments.HotspotContext,
+    ctx: HotspotContext,
     *,
     buy: BuyForm | None = None,
     voucher: VoucherForm | None = None,
@@ -283,14 +284,14 @@ def _expired_form(_exc: CSRFError):  # type: ignore[no-untyped-def]
     _language()  # the CSRF check runs before this blueprint's own before_request
     args = request.view_args or {}
     if "purchase_id" in args:
-        payment = payments.find_purchase(args["purchase_id"]) or abort(404)
+        payment = customer_status.find_purchase(args["purchase_id"]) or abort(404)
         return _render_wait(payment, notice=g.t["err_expired_form"], status_code=400)
     router = _router(args.get("slug", ""))
     ctx = context_from({name: request.form.get(name.replace("-", "_"), "") for name in PARAM_NAMES})
     return _render_plans(router, ctx, notice=g.t["err_expired_form"], status=400)
 
 
-def _plans_url(router: Router | catalogue.Storefront, ctx: payments.HotspotContext, *, other: bool = False, show: str | None = None) -> str:
+def _plans_url(router: Router | catalogue.Storefront, ctx: HotspotContext, *, other: bool = False, show: str | None = None) -> str:
     params = as_params(ctx)
     if show:
         params["show"] = show

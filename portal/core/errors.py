@@ -1,23 +1,27 @@
-"""Error pages per audience: webhooks always answer in Daraja's shape, customers get a tiny page."""
+"""Error pages per audience: webhooks always answer in Daraja's shape, the dashboard shows a full
+page, customers get a tiny one (drawn by the captive blueprint, which ``create_app`` hands in)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
-
-from ..captive.i18n import choose_language, texts
 
 log = logging.getLogger(__name__)
 
 
-def register(app: Flask) -> None:
+CustomerPage = Callable[[int, str, str], Any]  # (status code, heading, message) → response
+
+
+def register(app: Flask, *, customer_page: CustomerPage) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         if exc.response is not None:  # a view already chose its answer (e.g. 413 to Daraja)
             return exc.response
-        return _render(exc.code or 500, exc.name, exc.description or "")
+        return _render(exc.code or 500, exc.name, exc.description or "", customer_page)
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception):  # type: ignore[no-untyped-def]
@@ -26,10 +30,10 @@ def register(app: Flask) -> None:
             # Processing errors are caught after the raw body is stored; reaching here means the
             # body may not be stored (database down), so do not say "accepted": let Daraja retry.
             return jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable"}), 503
-        return _render(500, "Something went wrong", "Please try again in a moment.")
+        return _render(500, "Something went wrong", "Please try again in a moment.", customer_page)
 
 
-def _render(code: int, heading: str, message: str):  # type: ignore[no-untyped-def]
+def _render(code: int, heading: str, message: str, customer_page: CustomerPage):  # type: ignore[no-untyped-def]
     path = request.path
     if path.startswith("/hooks/"):
         return jsonify({"ResultCode": 0, "ResultDesc": "Accepted"}), 200
@@ -37,10 +41,4 @@ def _render(code: int, heading: str, message: str):  # type: ignore[no-untyped-d
         return render_template("dashboard/error.html", heading=heading, message=message), code
     if path.startswith("/p/") and path.endswith("/status"):
         return jsonify({"error": heading}), code
-    g.lang = choose_language(request)
-    g.t = texts(g.lang)
-    if code == 404:
-        heading, message = g.t["not_found"], ""
-    elif code >= 500:
-        heading, message = g.t["error_page"], ""
-    return render_template("captive/error.html", heading=heading, message=message), code
+    return customer_page(code, heading, message)

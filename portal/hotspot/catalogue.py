@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..core.cache import TTLCache
+from ..core.cache import LockedTTLCache
 from ..core.extensions import db
 from ..models import Plan, Router, router_plans
 
@@ -84,7 +84,7 @@ class Storefront:
 
 
 STOREFRONT_TTL_S = 5.0
-_storefronts: TTLCache[Storefront] = TTLCache(STOREFRONT_TTL_S)
+_storefronts: LockedTTLCache[Storefront] = LockedTTLCache(STOREFRONT_TTL_S)
 
 
 def storefront(slug: str) -> Storefront | None:

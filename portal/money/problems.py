@@ -22,11 +22,12 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core.extensions import db
 from ..hotspot import activations
+from ..hotspot.login_context import HotspotContext
 from ..hotspot.vouchers import new_voucher_code, normalise_code
 from ..models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
 from ..owners import audit
 from ..owners.scope import NotFound, owned, via_paybill, via_router
-from . import payments, reconciliation
+from . import reconciliation, settlement
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def assign_payment_to_voucher(
     note = f"assigned to voucher {voucher.code} by {user.email}"[:300]
     waiting = db.session.scalars(
         sa.select(Payment)
-        .where(Payment.voucher_id == voucher.id, Payment.status.in_(payments.SETTLEABLE_STATES))
+        .where(Payment.voucher_id == voucher.id, Payment.status.in_(settlement.SETTLEABLE_STATES))
         .order_by(Payment.id.desc())
     ).first()
     if waiting is not None:
@@ -289,7 +290,7 @@ def _raise_if_resolved(payment: Payment) -> None:
 def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) -> None:
     won = db.session.execute(
         sa.update(Payment)
-        .where(Payment.id == waiting.id, Payment.status.in_(payments.SETTLEABLE_STATES))
+        .where(Payment.id == waiting.id, Payment.status.in_(settlement.SETTLEABLE_STATES))
         .values(status="paid", amount=money.amount, paid_at=now, source="manual",
                 note=f"paid by receipt {money.receipt} (assigned by hand)"[:300])
         .execution_options(synchronize_session=False)
@@ -297,8 +298,8 @@ def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) ->
     if not won:
         db.session.rollback()
         raise AlreadyHandled("The voucher's purchase was paid meanwhile; nothing was changed.")
-    payments._complete_initiations([waiting.id], now)
-    payments._mark_vouchers_paid_and_queue([waiting], now)  # keeps the device MAC/IP the purchase came with
+    settlement.complete_initiations([waiting.id], now)
+    settlement.mark_vouchers_paid_and_queue([waiting], now)  # keeps the device MAC/IP the purchase came with
 
 
 def _mark_voucher_paid(voucher: Voucher, now: datetime) -> None:
@@ -359,7 +360,7 @@ def accept_underpaid(user: User, payment_id: int, *, reason: str, source_ip: str
     _gate_payment(payment.id, "underpaid", status="paid", resolved_at=now,
                   note=f"underpaid (KES {payment.amount} of {payment.amount_expected}) accepted by {user.email}"[:300])
     _mark_voucher_paid(voucher, now)
-    hotspot = payments.HotspotContext.from_json(payment.hotspot_json)
+    hotspot = HotspotContext.from_json(payment.hotspot_json)
     activations.queue_activation(voucher_id=voucher.id, router_id=voucher.router_id,
                                  device_mac=hotspot.mac, device_ip=hotspot.ip)
     _audit(user, "problem.accept_underpaid", owner_id=voucher.owner_id, object_type="payment", object_id=payment.id,

@@ -20,11 +20,14 @@ from flask import current_app
 
 from ..core.extensions import db
 from ..hotspot import activations
-from ..models import Paybill, Payment, StkInitiation, Voucher, utcnow
+from ..hotspot.routers import connection_for
+from ..models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
 from ..mpesa.client import StkQueryAnswer
 from ..mpesa.errors import DarajaError, DarajaRejected
 from ..owners.paybills import DarajaCall, prepare_daraja_call
-from . import payments
+from ..routeros import hotspot
+from ..routeros.errors import RouterError
+from . import settlement
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +189,7 @@ def query_and_record(checkout_id: str, paybill_id: int | None) -> str:
     answer = _query(call, checkout_id)
     if isinstance(answer, str):
         return answer
-    return _tally({checkout_id: answer}, payments.record_stk_query_answers([_final(checkout_id, answer)]))[checkout_id]
+    return _tally({checkout_id: answer}, settlement.record_stk_query_answers([_final(checkout_id, answer)]))[checkout_id]
 
 
 def _claimable(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
@@ -261,7 +264,7 @@ def _record_answers(answers: queue.SimpleQueue, expected: int, counts: dict[str,
         received += len(batch)
         asked = {checkout_id: answer for checkout_id, answer in batch if answer != "skipped"}
         final = [_final(checkout_id, answer) for checkout_id, answer in asked.items() if _is_final(answer)]
-        for outcome in _tally(asked, payments.record_stk_query_answers(final)).values():
+        for outcome in _tally(asked, settlement.record_stk_query_answers(final)).values():
             counts["queried"] += 1
             counts[outcome] += 1
 
@@ -274,7 +277,7 @@ def _final(checkout_id: str, answer: StkQueryAnswer) -> tuple[str, int | str, st
     return checkout_id, answer.result_code, answer.result_desc  # type: ignore[return-value]
 
 
-def _tally(asked: dict[str, StkQueryAnswer | str], recorded: dict[str, payments.RecordOutcome]) -> dict[str, str]:
+def _tally(asked: dict[str, StkQueryAnswer | str], recorded: dict[str, settlement.RecordOutcome]) -> dict[str, str]:
     """Each asked initiation's count: ``errors``, ``pending`` (still processing, or nothing to
     record) or ``settled`` (a final answer recorded)."""
     tally = {}
@@ -330,11 +333,6 @@ def expire_used_up_vouchers() -> dict[str, int]:
     time), so only the router knows when they end. One print per router with such vouchers; a
     router that cannot be reached is skipped until the next run.
     """
-    from ..hotspot.routers import connection_for
-    from ..models import Plan, Router
-    from ..routeros import hotspot
-    from ..routeros.errors import RouterError
-
     unstarted_cash = sa.and_(
         Voucher.source == "batch", Plan.validity_mode == "wall_clock", Voucher.expires_at.is_(None)
     )
@@ -374,8 +372,6 @@ def _start_cash_voucher_clocks(uptime_by_voucher: dict[int, int]) -> int:
     First use is estimated as now minus the time online so far (checked every minute); the
     router's limit-uptime caps it meanwhile.
     """
-    from ..models import Plan
-
     now, started = utcnow(), 0
     for voucher_id, uptime_s in uptime_by_voucher.items():
         duration = db.session.scalar(

@@ -19,9 +19,10 @@ import sqlalchemy as sa
 
 from ..core.extensions import db
 from ..hotspot import activations, catalogue
+from ..hotspot.login_context import HotspotContext
 from ..hotspot.vouchers import new_voucher_code, normalise_code
 from ..models import AuditLog, Payment, Plan, Router, Voucher, utcnow
-from . import payments
+from . import purchase
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Recovery:
     amount: int | None = None
 
 
-def recover_by_receipt(router: Router, raw_receipt: str | None, hotspot: payments.HotspotContext) -> Recovery:
+def recover_by_receipt(router: Router, raw_receipt: str | None, hotspot: HotspotContext) -> Recovery:
     """Find the router owner's payment with this receipt and get its voucher to this device.
 
     A settled payment gets this device's login variables (so its wait page can log the browser in
@@ -96,7 +97,7 @@ def best_plan_for_amount(router: Router, amount: int) -> Plan | None:
     return max(affordable, key=lambda plan: (plan.price, plan.duration_s), default=None)
 
 
-def _claim_unmatched(router: Router, payment: Payment, hotspot: payments.HotspotContext) -> Recovery:
+def _claim_unmatched(router: Router, payment: Payment, hotspot: HotspotContext) -> Recovery:
     amount = payment.amount or 0
     plan = best_plan_for_amount(router, amount)
     if plan is None:
@@ -155,7 +156,7 @@ def _claim_unmatched(router: Router, payment: Payment, hotspot: payments.Hotspot
     return Recovery("claimed", payment, amount)
 
 
-def _keep_login_context(payment: Payment, hotspot: payments.HotspotContext) -> None:
+def _keep_login_context(payment: Payment, hotspot: HotspotContext) -> None:
     # Only the login variables change (the device the customer is on now); no money column moves.
     if hotspot.link_login_only:
         payment.hotspot_json = hotspot.to_json()
@@ -164,18 +165,18 @@ def _keep_login_context(payment: Payment, hotspot: payments.HotspotContext) -> N
 
 def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
     """Send the prompt again after a failure or timeout: a new purchase for the same plan, phone
-    and router, through ``payments.start_purchase`` (so it is idempotent per form, commits before
+    and router, through ``purchase.start_purchase`` (so it is idempotent per form, commits before
     pushing, and never re-sends a push whose outcome is unknown). The failed purchase stays on
-    record as it was; a late success on it is still honoured by the payments service.
+    record as it was; a late success on it is still honoured by settlement.
 
-    Raises ``payments.PurchaseError`` when the plan is no longer sold there.
+    Raises ``purchase.PurchaseError`` when the plan is no longer sold there.
     """
     voucher, router = payment.voucher, payment.router
     plan = catalogue.plan_for_router(router, voucher.plan_id) if voucher and router else None
     if plan is None or router is None or not payment.phone:
-        raise payments.PurchaseError(
+        raise purchase.PurchaseError(
             "This package is no longer on sale here. Please choose another one.",
             "Kifurushi hiki hakiuzwi tena hapa. Tafadhali chagua kingine.",
         )
-    hotspot = payments.HotspotContext.from_json(payment.hotspot_json)
-    return payments.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=idempotency_key)
+    hotspot = HotspotContext.from_json(payment.hotspot_json)
+    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=idempotency_key)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from ..core.extensions import db
 from ..models import Paybill, WebhookLog, utcnow
 from ..owners.paybills import WebhookPaybill
-from . import payments
+from . import settlement
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def claimed_result_code(payload: str) -> str | None:
     return storable(str(code), 32) if isinstance(code, (int, str)) and not isinstance(code, bool) else None
 
 
-def process_stk_callback(stored: StoredWebhook) -> payments.RecordOutcome:
+def process_stk_callback(stored: StoredWebhook) -> settlement.RecordOutcome:
     """Parse and record one stored callback; every outcome is written back to its log row.
 
     The key fields go onto the log row in the same transaction that records the money.
@@ -163,14 +163,14 @@ def process_stk_callback(stored: StoredWebhook) -> payments.RecordOutcome:
         parsed = parse_stk_callback(json.loads(stored.payload))
     except (ValueError, PayloadError) as exc:
         mark(stored.id, "rejected", f"malformed: {exc}")
-        return payments.RecordOutcome("rejected", str(exc))
+        return settlement.RecordOutcome("rejected", str(exc))
     _note_keys(
         stored.id,
         checkout_request_id=storable(parsed.checkout_request_id, 64),
         result_code=storable(str(parsed.result_code), 32),
-        trans_id=payments._clean_receipt(parsed.metadata.get("MpesaReceiptNumber")),
+        trans_id=settlement.clean_receipt(parsed.metadata.get("MpesaReceiptNumber")),
     )
-    return _record(stored.id, lambda: payments.record_stk_result(
+    return _record(stored.id, lambda: settlement.record_stk_result(
         parsed.checkout_request_id,
         parsed.result_code,
         parsed.result_desc,
@@ -189,7 +189,7 @@ def _note_keys(entry_id: int, **values: str | None) -> None:
     db.session.execute(_NOTE_KEYS, {"entry_id": entry_id, "now": utcnow(), **values})
 
 
-def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPaybill) -> payments.RecordOutcome:
+def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPaybill) -> settlement.RecordOutcome:
     entry_id = stored.id
     try:
         body = json.loads(stored.payload)
@@ -204,9 +204,9 @@ def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPa
         bill_ref = bill_ref if isinstance(bill_ref, str) else None
     except (ValueError, PayloadError) as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
-        return payments.RecordOutcome("rejected", str(exc))
+        return settlement.RecordOutcome("rejected", str(exc))
     _note_keys(entry_id, trans_id=storable(trans_id, 32), bill_ref_number=storable(bill_ref or "", 40) or None)
-    return _record(entry_id, lambda: payments.record_c2b_payment(
+    return _record(entry_id, lambda: settlement.record_c2b_payment(
         trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill, shortcode=str(shortcode)
     ))
 
@@ -222,14 +222,14 @@ _STATUS_FOR_ACTION = {
 }
 
 
-def _record(entry_id: int, record: Any) -> payments.RecordOutcome:
+def _record(entry_id: int, record: Any) -> settlement.RecordOutcome:
     try:
         outcome = record()
     except Exception as exc:  # keep it for the reprocessing job; Daraja still gets its answer
         db.session.rollback()
         log.exception("webhook %s processing failed", entry_id)
         _mark_failed(entry_id, f"{type(exc).__name__}: {exc}")
-        return payments.RecordOutcome("failed_processing", str(exc))
+        return settlement.RecordOutcome("failed_processing", str(exc))
     if outcome.action in ("paid", "underpaid") and not outcome.detail:
         return outcome  # already committed as processed, with the payment
     detail = f"{outcome.action}: {outcome.detail}" if outcome.detail else outcome.action
@@ -286,14 +286,14 @@ def reprocess_failed(limit: int = 100, *, older_than: timedelta = timedelta(seco
     return counts
 
 
-def _reprocess_one(entry: WebhookLog) -> payments.RecordOutcome:
+def _reprocess_one(entry: WebhookLog) -> settlement.RecordOutcome:
     if entry.kind == "stk_callback":
         return process_stk_callback(_as_stored(entry))
     if entry.kind == "c2b_confirmation" and entry.paybill_id:
         paybill = db.session.get(Paybill, entry.paybill_id)
         return process_c2b_confirmation(_as_stored(entry), paybill)
     mark(entry.id, "ignored", "nothing to reprocess")
-    return payments.RecordOutcome("ignored")
+    return settlement.RecordOutcome("ignored")
 
 
 def purge_old(now: Any = None) -> int:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from ..core.cache import TTLCache
+from ..core.cache import LockedTTLCache
 from ..core.config import PRODUCTION_DARAJA_URL, SANDBOX_DARAJA_URL
 from ..core.crypto import decrypt_secret, encrypt_secret, fingerprint
 from ..core.extensions import db
@@ -102,7 +102,7 @@ def webhook_paybill(token: str) -> WebhookPaybill | None:
     Every callback would otherwise load the paybill row first. A rotated token keeps working for
     24 hours, so a minute of memory changes nothing an owner can see; unknown tokens are not kept.
     """
-    cache = current_app.extensions.setdefault("portal_webhook_paybills", TTLCache(WEBHOOK_PAYBILL_TTL_S, remember_none=False))
+    cache = current_app.extensions.setdefault("portal_webhook_paybills", LockedTTLCache(WEBHOOK_PAYBILL_TTL_S, remember_none=False))
     return cache.get(token, lambda: _webhook_paybill(token))
 
 
@@ -235,8 +235,8 @@ class PaybillTokenStore:
 TOKEN_MEMORY_S = 30.0
 
 
-def _token_memory() -> TTLCache[CachedToken]:
-    return current_app.extensions.setdefault("portal_token_memory", TTLCache(TOKEN_MEMORY_S, remember_none=False))
+def _token_memory() -> LockedTTLCache[CachedToken]:
+    return current_app.extensions.setdefault("portal_token_memory", LockedTTLCache(TOKEN_MEMORY_S, remember_none=False))
 
 
 def _aware(value: datetime) -> datetime:

@@ -22,9 +22,9 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
-from ..core.cache import TTLCache
+from ..core.cache import LockedTTLCache
 from ..core.extensions import db
-from ..models import Payment, StkInitiation, User, Voucher, utcnow
+from ..models import JobRun, Payment, StkInitiation, User, Voucher, utcnow
 from ..mpesa.result_codes import meaning_of
 from .scope import nairobi_day_start, nairobi_today, owned, via_router
 
@@ -96,9 +96,9 @@ def daily_revenue(user: User, *, now: datetime | None = None, days: int = REVENU
 CLOSED_DAYS_TTL_S = 300.0
 
 
-def _closed_days_cache() -> TTLCache[dict[date, tuple[int, int]]]:
+def _closed_days_cache() -> LockedTTLCache[dict[date, tuple[int, int]]]:
     # Per app, not per process: owner ids are only unique within one database.
-    return current_app.extensions.setdefault("portal_closed_days", TTLCache(CLOSED_DAYS_TTL_S, max_entries=5_000))
+    return current_app.extensions.setdefault("portal_closed_days", LockedTTLCache(CLOSED_DAYS_TTL_S, max_entries=5_000))
 
 
 def _revenue_by_day(user: User, *, now: datetime | None = None, days: int = REVENUE_DAYS) -> list[tuple[date, int, int]]:
@@ -276,13 +276,11 @@ def scheduler_health(*, now: datetime | None = None) -> list[JobHealth]:
     A job that never ran is listed too: it means no `flask worker` (and no inline scheduler) is
     running, so silent payments are not being reconciled.
     """
-    from ..jobs import JOBS
-    from ..models import JobRun
-
+    intervals: dict[str, dict[str, int]] = current_app.extensions["portal_job_intervals"]  # set by create_app
     now = now or utcnow()
     runs = {run.name: run for run in db.session.scalars(sa.select(JobRun))}
     health = []
-    for name, (_, interval) in JOBS.items():
+    for name, interval in intervals.items():
         run = runs.get(name)
         allowed = max(timedelta(**interval) * 3, STALE_AFTER)
         finished = run.last_finished_at if run else None

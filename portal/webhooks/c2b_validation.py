@@ -16,7 +16,7 @@ from ..core.extensions import db
 from ..hotspot.vouchers import normalise_code
 from ..models import Payment, Voucher
 from ..money import webhook_log
-from ..money.payments import parse_amount
+from ..money.settlement import parse_amount
 from ..owners.paybills import WebhookPaybill
 
 ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}

@@ -103,9 +103,9 @@ def seed_purchases(app: Any, shop: Shop, count: int, *, tag: str, created_ago_s:
     """``count`` purchases waiting for their callback (voucher + payment + initiation with a CheckoutRequestID),
     spread round-robin over the shop's routers. ``tag`` keeps ids unique across runs."""
     from portal.core.extensions import db
+    from portal.hotspot.login_context import HotspotContext
     from portal.hotspot.vouchers import new_voucher_code
     from portal.models import Payment, StkInitiation, Voucher, utcnow
-    from portal.money.payments import HotspotContext
 
     purchases: list[Purchase] = []
     with app.app_context():

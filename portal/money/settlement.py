@@ -1,4 +1,5 @@
-"""Purchases and payments: start a purchase, record STK results and C2B payments, exactly once.
+"""Settlement: record what Daraja says about money (STK callback, C2B confirmation, STK query
+answer), exactly once.
 
 The one rule that keeps money safe: a payment leaves ``pending`` (or ``failed``/``expired``, since a
 late success must still win) through a single conditional UPDATE. The transaction that wins that
@@ -9,7 +10,6 @@ transaction can never be recorded twice, whichever channel reports it first.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections import defaultdict
@@ -26,205 +26,15 @@ from sqlalchemy.orm import joinedload
 
 from ..core.extensions import db
 from ..hotspot import activations
-from ..hotspot.vouchers import new_voucher_code, normalise_code
-from ..models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
-from ..mpesa.errors import DarajaError, DarajaUnavailable
-from ..mpesa.phones import mask_phone, normalise_phone
-from ..mpesa.result_codes import meaning_of, rejection_message
-from ..owners.paybills import WebhookPaybill, paybill_for_router, prepare_daraja_call
+from ..hotspot.login_context import HotspotContext
+from ..hotspot.vouchers import normalise_code
+from ..models import Paybill, Payment, StkInitiation, Voucher, utcnow
+from ..mpesa.result_codes import meaning_of
+from ..owners.paybills import WebhookPaybill
 
 log = logging.getLogger(__name__)
 
 SETTLEABLE_STATES = ("pending", "failed", "expired")  # a late success is honoured (the customer paid)
-TRANSACTION_DESC = "WiFi access"  # Daraja's TransactionDesc: at most 13 characters
-
-
-class PurchaseError(Exception):
-    """The purchase cannot start; ``customer_message`` says why in words a customer understands."""
-
-    def __init__(self, customer_message: str, customer_message_sw: str | None = None) -> None:
-        super().__init__(customer_message)
-        self.customer_message = customer_message
-        self.customer_message_sw = customer_message_sw or customer_message
-
-
-@dataclass(frozen=True)
-class HotspotContext:
-    """What the router's login page handed over; kept with the purchase to log the browser in later."""
-
-    mac: str | None = None
-    ip: str | None = None
-    link_login_only: str | None = None
-    link_orig: str | None = None
-    chap_id: str | None = None
-    chap_challenge: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps({k: v for k, v in self.__dict__.items() if v})
-
-    @classmethod
-    def from_json(cls, raw: str | None) -> HotspotContext:
-        if not raw:
-            return cls()
-        data = json.loads(raw)
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
-
-
-# ---------------------------------------------------------------------------------------------
-# Buying
-
-
-def start_purchase(
-    router: Router,
-    plan: Plan,
-    *,
-    phone: str,
-    hotspot: HotspotContext,
-    idempotency_key: str | None = None,
-) -> Payment:
-    """Create voucher + payment + initiation, then send one STK push.
-
-    Rows are committed before the push is sent, so a refused or timed-out push is still on record,
-    and a double-submitted form (same ``idempotency_key``) finds the first purchase instead of
-    pushing again. Raises ``InvalidPhoneNumber`` (customer's words in ``.customer_message``) or
-    ``PurchaseError``. Daraja refusing the push is not an exception: the returned payment is failed
-    and its initiation carries Daraja's reason.
-    """
-    msisdn = normalise_phone(phone)
-    existing = _purchase_with_key(idempotency_key)
-    if existing:
-        return existing
-    paybill = paybill_for_router(router)
-    if paybill is None:
-        raise PurchaseError(
-            "This hotspot cannot take M-Pesa payments right now. Please ask the owner.",
-            "Hotspot hii haiwezi kupokea malipo ya M-Pesa sasa hivi. Tafadhali muulize mwenyewe.",
-        )
-    try:
-        payment, initiation = _record_new_purchase(router, plan, paybill, msisdn, hotspot, idempotency_key)
-    except IntegrityError:
-        db.session.rollback()  # the other half of a double submit committed first
-        existing = _purchase_with_key(idempotency_key)
-        if existing is None:
-            raise
-        return existing
-    _send_push(paybill, payment, initiation)
-    return payment
-
-
-def _purchase_with_key(idempotency_key: str | None) -> Payment | None:
-    if not idempotency_key:
-        return None
-    return db.session.scalars(sa.select(Payment).where(Payment.idempotency_key == idempotency_key)).first()
-
-
-def _record_new_purchase(
-    router: Router,
-    plan: Plan,
-    paybill: Paybill,
-    msisdn: str,
-    hotspot: HotspotContext,
-    idempotency_key: str | None,
-) -> tuple[Payment, StkInitiation]:
-    voucher = Voucher(
-        code=new_voucher_code(),
-        owner_id=router.owner_id,
-        plan_id=plan.id,
-        router_id=router.id,
-        phone=msisdn,
-        device_mac=hotspot.mac,
-        device_ip=hotspot.ip,
-    )
-    payment = Payment(
-        public_id=secrets.token_urlsafe(16),
-        idempotency_key=idempotency_key,
-        owner_id=router.owner_id,
-        router_id=router.id,
-        paybill_id=paybill.id,
-        voucher=voucher,
-        amount_expected=plan.price,
-        phone=msisdn,
-        source="stk",
-        hotspot_json=hotspot.to_json(),
-    )
-    initiation = StkInitiation(
-        account_reference=voucher.code,
-        phone_number=msisdn,
-        amount=plan.price,
-        paybill_number=paybill.business_shortcode,
-        paybill_id=paybill.id,
-        router_id=router.id,
-        voucher=voucher,
-        payment=payment,
-    )
-    db.session.add_all([voucher, payment, initiation])
-    db.session.commit()
-    return payment, initiation
-
-
-def _send_push(paybill: Paybill, payment: Payment, initiation: StkInitiation) -> None:
-    phone, amount, reference = initiation.phone_number, initiation.amount, initiation.account_reference
-    call = prepare_daraja_call(paybill)
-    try:
-        accepted = call.client.stk_push(
-            call.account,
-            call.tokens,
-            phone=phone,
-            amount=amount,
-            account_reference=reference,
-            description=TRANSACTION_DESC,
-            callback_url=call.urls["stk"],
-        )
-    except DarajaUnavailable as exc:
-        if exc.outcome_unknown:
-            _mark_push_outcome_unknown(initiation, exc)
-        else:
-            _mark_push_refused(payment, initiation, exc)
-        return
-    except DarajaError as exc:
-        _mark_push_refused(payment, initiation, exc)
-        return
-    initiation.checkout_request_id = accepted.checkout_request_id
-    initiation.merchant_request_id = accepted.merchant_request_id
-    initiation.customer_message = accepted.customer_message[:300]
-    db.session.commit()
-    log.info(
-        "stk push sent checkout=%s voucher=%s phone=%s amount=%s",
-        accepted.checkout_request_id,
-        initiation.account_reference,
-        mask_phone(initiation.phone_number),
-        initiation.amount,
-    )
-    # A fast callback can beat our commit of the CheckoutRequestID; it was stored raw, so run it now.
-    from . import webhook_log
-
-    webhook_log.process_early_callbacks(accepted.checkout_request_id)
-
-
-def _mark_push_refused(payment: Payment, initiation: StkInitiation, exc: DarajaError) -> None:
-    text_en, _ = rejection_message(exc)
-    initiation.status = "failed"
-    initiation.result_code = (exc.error_code or type(exc).__name__)[:32]
-    initiation.result_desc = (exc.error_message or str(exc))[:300]
-    initiation.customer_message = text_en[:300]
-    initiation.completed_at = utcnow()
-    payment.status = "failed"
-    payment.result_code = initiation.result_code
-    db.session.commit()
-    log.warning(
-        "stk push refused voucher=%s code=%s reason=%s", initiation.account_reference, initiation.result_code, exc
-    )
-
-
-def _mark_push_outcome_unknown(initiation: StkInitiation, exc: DarajaError) -> None:
-    # Daraja may have taken the push: never re-send it. Reconciliation or a callback settles it.
-    initiation.outcome_unknown = True
-    db.session.commit()
-    log.warning("stk push outcome unknown voucher=%s: %s", initiation.account_reference, exc)
-
-
-# ---------------------------------------------------------------------------------------------
-# Recording results
 
 
 @dataclass(frozen=True)
@@ -276,7 +86,7 @@ def record_stk_result(
         amount = initiation.amount  # a query success carries no amount; Daraja confirmed our request's
     if amount is None:
         return RecordOutcome("rejected", "success without an amount")
-    receipt = _clean_receipt(meta.get("MpesaReceiptNumber"))
+    receipt = clean_receipt(meta.get("MpesaReceiptNumber"))
     outcome = _settle(
         initiation.payment_id,
         receipt=receipt,
@@ -439,7 +249,7 @@ def record_c2b_payment(
     customer's, since C2B only sends a masked MSISDN) → the voucher with that code → otherwise an
     unmatched payment the owner can assign.
     """
-    receipt = _clean_receipt(trans_id)
+    receipt = clean_receipt(trans_id)
     value = parse_amount(amount)
     if receipt is None or value is None:
         return RecordOutcome("rejected", "missing TransID or amount")
@@ -526,8 +336,8 @@ def _apply_settlements(settlements: Sequence[Settlement], *, source: str, result
         }).all()
         won.update(dict.fromkeys(moved, status))
     if won:
-        _complete_initiations(list(won), now)
-        _mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
+        complete_initiations(list(won), now)
+        mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
     return won
 
 
@@ -566,11 +376,11 @@ _VOUCHERS_PAID = (
 )
 
 
-def _complete_initiations(payment_ids: list[int], now: datetime) -> None:
+def complete_initiations(payment_ids: list[int], now: datetime) -> None:
     db.session.execute(_COMPLETE_INITIATIONS, {"ids": payment_ids, "now": now})
 
 
-def _mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> None:
+def mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> None:
     if not paid:
         return
     db.session.execute(_VOUCHERS_PAID, {"ids": [payment.voucher_id for payment in paid], "now": now})
@@ -650,10 +460,6 @@ def _record_unmatched(
     return RecordOutcome("unmatched", note, payment.id)
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading
-
-
 def parse_amount(raw: Any) -> int | None:
     """Daraja sends 10, 10.0, "10" or "10.00"; anything else (or a fraction of a shilling) is no amount."""
     if raw is None or isinstance(raw, bool):
@@ -667,106 +473,9 @@ def parse_amount(raw: Any) -> int | None:
     return int(value)
 
 
-def _clean_receipt(raw: Any) -> str | None:
+def clean_receipt(raw: Any) -> str | None:
     if not isinstance(raw, str):
         return None
     text = raw.strip().upper()
     return text if text.isalnum() and 6 <= len(text) <= 20 else None
 
-
-def find_purchase(public_id: str) -> Payment | None:
-    if not public_id or len(public_id) > 32:
-        return None
-    return db.session.scalars(sa.select(Payment).where(Payment.public_id == public_id)).first()
-
-
-@dataclass(frozen=True)
-class PurchaseStatus:
-    status: str  # pending | paid | active | failed | expired
-    voucher: str | None
-    message_en: str
-    message_sw: str
-    reason: str = ""  # result meaning key, for the page to choose its next step
-    can_retry: bool = False
-
-    def as_json(self, lang: str = "en") -> dict[str, Any]:
-        message = self.message_sw if lang == "sw" else self.message_en
-        return {"status": self.status, "voucher": self.voucher, "message": message}
-
-
-def purchase_status(payment: Payment) -> PurchaseStatus:
-    """The customer's view of a purchase. The voucher code is shown only once the money is in."""
-    voucher = payment.voucher
-    if voucher is not None and voucher.status == "active":
-        return PurchaseStatus(
-            "active", voucher.code, "You are online. Save your voucher code.", "Uko mtandaoni. Hifadhi nambari yako."
-        )
-    if payment.status == "paid":
-        return PurchaseStatus(
-            "paid",
-            voucher.code if voucher else None,
-            "Payment received. Connecting you to the internet…",
-            "Malipo yamepokelewa. Tunakuunganisha kwenye mtandao…",
-        )
-    if payment.status == "underpaid":
-        return PurchaseStatus(
-            "failed",
-            None,
-            f"We received KES {payment.amount}, less than the plan price of KES {payment.amount_expected}. "
-            "Show your M-Pesa message to the hotspot owner.",
-            f"Tumepokea KES {payment.amount}, chini ya bei ya KES {payment.amount_expected}. "
-            "Onyesha ujumbe wako wa M-Pesa kwa mwenye hotspot.",
-            reason="underpaid",
-        )
-    initiation = _latest_initiation(payment)
-    if payment.status == "failed":
-        return _failed_status(payment, initiation)
-    if payment.status == "expired" or (initiation is not None and initiation.status == "expired"):
-        return PurchaseStatus(
-            "expired",
-            None,
-            "We did not hear from M-Pesa in time. If money left your account, enter the M-Pesa code from your SMS.",
-            "Hatukupata jibu la M-Pesa kwa wakati. Kama pesa imetoka, weka nambari ya M-Pesa kutoka kwa SMS.",
-            reason="expired",
-            can_retry=True,
-        )
-    if initiation is not None and initiation.outcome_unknown and initiation.checkout_request_id is None:
-        return PurchaseStatus(
-            "pending",
-            None,
-            "M-Pesa is slow to answer. If a prompt appears on your phone, enter your PIN; if not, try again in a minute.",
-            "M-Pesa inachelewa kujibu. Ujumbe ukifika kwenye simu yako, weka PIN; usipofika, jaribu tena baada ya dakika moja.",
-            reason="slow",
-        )
-    return PurchaseStatus(
-        "pending",
-        None,
-        "Check your phone and enter your M-Pesa PIN.",
-        "Angalia simu yako na uweke PIN yako ya M-Pesa.",
-    )
-
-
-def _failed_status(payment: Payment, initiation: StkInitiation | None) -> PurchaseStatus:
-    code = (initiation.result_code if initiation else None) or payment.result_code
-    meaning = meaning_of(code)
-    if initiation is not None and initiation.checkout_request_id is None and initiation.customer_message:
-        # Daraja refused the push itself; its reason was translated when it happened.
-        return PurchaseStatus(
-            "failed", None, initiation.customer_message, _refusal_sw(initiation), reason="refused", can_retry=True
-        )
-    return PurchaseStatus(
-        "failed", None, meaning.text_en, meaning.text_sw, reason=meaning.reason, can_retry=meaning.can_retry
-    )
-
-
-def _refusal_sw(initiation: StkInitiation) -> str:
-    from ..mpesa.errors import DarajaRejected
-
-    exc = DarajaRejected(initiation.result_desc or "", error_code=initiation.result_code, error_message=initiation.result_desc)
-    return rejection_message(exc)[1]
-
-
-def _latest_initiation(payment: Payment) -> StkInitiation | None:
-    return db.session.scalars(
-        sa.select(StkInitiation).where(StkInitiation.payment_id == payment.id).order_by(StkInitiation.id.desc())
-    ).first()
