@@ -18,6 +18,8 @@ from cryptography.fernet import Fernet
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Two benches on one server (two checkouts) keep apart by giving each its own suffix.
+BENCH_DB_SUFFIX = os.environ.get("BENCH_DB_SUFFIX", "")
 
 # Fresh secrets per bench run; nothing is written to the instance folder.
 SECRET_KEY = "bench-" + os.urandom(24).hex()
@@ -40,6 +42,7 @@ def recreate_pg_database(name: str) -> str:
     import psycopg
 
     assert name.startswith("bench_"), name
+    name += BENCH_DB_SUFFIX
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -51,7 +54,7 @@ def drop_pg_database(name: str) -> None:
 
     assert name.startswith("bench_"), name
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name + BENCH_DB_SUFFIX}" WITH (FORCE)')
 
 
 def portal_env(database_url: str, *, production: bool, **extra: str) -> dict[str, str]:
