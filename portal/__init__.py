@@ -65,10 +65,13 @@ def _register_blueprints(app: Flask) -> None:
     from .core.health import bp as health_bp
     from .dashboard import bp as dashboard_bp
     from .webhooks import bp as webhooks_bp
+    from .webhooks.router_sync import bp as router_sync_bp
 
     csrf.exempt(webhooks_bp)  # Daraja cannot send a CSRF token; the secret path authenticates it
+    csrf.exempt(router_sync_bp)  # a router's scheduler neither; its bearer token authenticates it
     app.register_blueprint(captive_bp)
     app.register_blueprint(webhooks_bp)
+    app.register_blueprint(router_sync_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(health_bp)
     from .captive.errors import render_error_page

@@ -163,11 +163,18 @@ class Paybill(db.Model):
 
 
 ROUTER_STATES = ("active", "disabled")
+# How the outbox reaches the router: "api" (the portal connects, directly or over the tunnel) or
+# "pull" (the router fetches its own work from /routers/<slug>/sync on a schedule).
+ROUTER_TRANSPORTS = ("api", "pull")
 
 
 class Router(db.Model):
     __tablename__ = "routers"
-    __table_args__ = (_status_check("status", ROUTER_STATES, "router_status_valid"),)
+    __table_args__ = (
+        _status_check("status", ROUTER_STATES, "router_status_valid"),
+        _status_check("transport", ROUTER_TRANSPORTS, "router_transport_valid"),
+        sa.CheckConstraint("sync_interval_s BETWEEN 5 AND 60", name="router_sync_interval_range"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
@@ -186,6 +193,18 @@ class Router(db.Model):
     login_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # --- pull sync (transport "pull"); see hotspot/pull_sync.py
+    transport: Mapped[str] = mapped_column(sa.String(8), default="api", server_default="api")
+    # SHA-256 of the router's bearer token: the token itself is shown once and never stored.
+    sync_token_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    sync_interval_s: Mapped[int] = mapped_column(default=15, server_default="15")
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_sync_version: Mapped[str | None] = mapped_column(sa.String(40))  # RouterOS version it reported
+    # The sync rate limit: syncs counted in the minute that started at sync_window_started_at.
+    sync_window_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sync_window_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The usage of the portal's hotspot users as last reported (JSON list); the expiry job reads it.
+    sync_usage_json: Mapped[str | None] = mapped_column(sa.Text, deferred=True)
 
     api_password = EncryptedField()
     owner: Mapped[User] = relationship()
@@ -228,7 +247,11 @@ class Plan(db.Model):
     @property
     def profile_name(self) -> str:
         """Hotspot user profile on the router; stable per plan so edits update it in place."""
-        return f"portal-plan-{self.id}"
+        return Plan.profile_name_for(self.id)
+
+    @staticmethod
+    def profile_name_for(plan_id: int) -> str:
+        return f"portal-plan-{plan_id}"
 
 
 VOUCHER_STATES = ("pending_payment", "paid", "active", "expired", "cancelled")
@@ -394,7 +417,8 @@ class WebhookLog(db.Model):
 
 
 ACTIVATION_KINDS = ("activate", "remove")
-ACTIVATION_STATES = ("pending", "running", "done", "failed")
+# "offered": sent to a pull router in a sync answer, done when the router acknowledges it.
+ACTIVATION_STATES = ("pending", "running", "offered", "done", "failed")
 
 
 class Activation(db.Model):
@@ -407,11 +431,13 @@ class Activation(db.Model):
         # One activation per voucher, enforced by the database: the same money never activates twice.
         sa.UniqueConstraint("voucher_id", "kind", name="uq_activation_voucher_kind"),
         sa.Index("ix_activations_due", "status", "next_attempt_at"),
+        # A router's unfinished work: its backlog, and what a pull router's sync offers.
+        sa.Index("ix_activations_router_status", "router_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     voucher_id: Mapped[int] = mapped_column(sa.ForeignKey("vouchers.id"))
-    router_id: Mapped[int] = mapped_column(sa.ForeignKey("routers.id"), index=True)
+    router_id: Mapped[int] = mapped_column(sa.ForeignKey("routers.id"))
     kind: Mapped[str] = mapped_column(sa.String(10), default="activate")
     status: Mapped[str] = mapped_column(sa.String(10), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)

@@ -264,6 +264,37 @@ def make_router(app: Any, router_box: SandboxRouter) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def make_pull_router(app: Any) -> Callable[..., Any]:
+    """A router that syncs by pull: returns (router, token)."""
+    from portal.hotspot.pull_sync import create_pull_router
+
+    def make(owner: User, name: str = "Kibanda Kiosk", **kw: Any) -> Any:
+        router, token = create_pull_router(owner=owner, name=name, **kw)
+        db.session.commit()
+        return router, token
+
+    return make
+
+
+@pytest.fixture
+def pulling_router(app: Any, router_box: SandboxRouter) -> Iterator[Callable[..., Any]]:
+    """A sandbox pulling router for (router, token), syncing against the live server (stopped at the end)."""
+    from portal.hotspot.pull_sync import sync_url
+    from portal.sandbox.pulling_router import SandboxPullingRouter
+
+    made: list[Any] = []
+
+    def make(router: Any, token: str, box: SandboxRouter | None = None, **kw: Any) -> Any:
+        puller = SandboxPullingRouter(box or router_box, sync_url(router, app.live_url), token, **kw)
+        made.append(puller)
+        return puller
+
+    yield make
+    for puller in made:
+        puller.stop()
+
+
+@pytest.fixture
 def make_plan(app: Any) -> Callable[..., Plan]:
     def make(owner: User, name: str = "1 Hour", price: int = 10, duration_s: int = 3600, **kw: Any) -> Plan:
         plan = Plan(owner_id=owner.id, name=name, price=price, duration_s=duration_s, **kw)

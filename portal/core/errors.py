@@ -30,6 +30,8 @@ def register(app: Flask, *, customer_page: CustomerPage) -> None:
             # Processing errors are caught after the raw body is stored; reaching here means the
             # body may not be stored (database down), so do not say "accepted": let Daraja retry.
             return jsonify({"ResultCode": 1, "ResultDesc": "Temporarily unavailable"}), 503
+        if request.path.startswith("/routers/"):
+            return jsonify({"error": "temporarily unavailable"}), 503  # the router syncs again soon
         return _render(500, "Something went wrong", "Please try again in a moment.", customer_page)
 
 
@@ -39,6 +41,6 @@ def _render(code: int, heading: str, message: str, customer_page: CustomerPage):
         return jsonify({"ResultCode": 0, "ResultDesc": "Accepted"}), 200
     if path.startswith("/dashboard"):
         return render_template("dashboard/error.html", heading=heading, message=message), code
-    if path.startswith("/p/") and path.endswith("/status"):
+    if path.startswith("/routers/") or (path.startswith("/p/") and path.endswith("/status")):
         return jsonify({"error": heading}), code
     return customer_page(code, heading, message)

@@ -5,6 +5,10 @@ the commit and wakes this process's worker at once (and, on PostgreSQL, any ``fl
 process through NOTIFY). Workers claim rows with a conditional UPDATE and a lease: the loser of a
 race sees zero rows, and a worker killed mid-activation loses its lease, so another picks it up.
 Router operations are idempotent (a user that already exists counts as done).
+
+Delivery depends on the router's transport. Workers claim only rows of ``api`` routers (reached
+directly or over the tunnel). A ``pull`` router's rows wait for its sync (``pull_sync``): a row is
+*offered* in a sync answer and *done* when the router acknowledges it. The rows are the same.
 """
 
 from __future__ import annotations
@@ -120,12 +124,18 @@ def _due_condition(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(waiting, abandoned)
 
 
+def _delivered_by_api() -> sa.ColumnElement[bool]:
+    # A pull router fetches its own work; a worker connecting to it would only time out.
+    return Activation.router_id.in_(sa.select(Router.id).where(Router.transport == "api"))
+
+
 def claim_due_activations(limit: int = 50, *, worker_id: str = WORKER_ID) -> list[int]:
     """Claim up to ``limit`` due rows; each claim is a conditional UPDATE, so two workers never share one."""
     now = utcnow()
     lease_until = now + timedelta(seconds=current_app.config["PORTAL_ACTIVATION_LEASE_S"])
     candidates = db.session.scalars(
-        sa.select(Activation.id).where(_due_condition(now)).order_by(Activation.next_attempt_at).limit(limit)
+        sa.select(Activation.id).where(_due_condition(now), _delivered_by_api())
+        .order_by(Activation.next_attempt_at).limit(limit)
     ).all()
     claimed = []
     for activation_id in candidates:
@@ -207,7 +217,7 @@ def _load_work(activation_id: int) -> tuple[ActivationWork, RouterConnection] | 
         hotspot_server=router.hotspot_server,
         device_mac=activation.device_mac,
         device_ip=activation.device_ip,
-        valid_for_s=plan.duration_s if plan.validity_mode == "wall_clock" and voucher.source != "batch" else None,
+        valid_for_s=validity_from_activation(plan.validity_mode, plan.duration_s, voucher.source),
     )
     conn = connection_for(router)
     db.session.commit()  # end the read transaction before talking to the router
@@ -291,19 +301,29 @@ def _record_success(work: ActivationWork) -> None:
         .values(status="done", done_at=now, lease_until=None, last_error=None)
     )
     if work.kind == "activate":
-        # A bought voucher is used at once; a printed cash voucher may sit in a drawer for days, so
-        # its wall clock starts at first use (reconciliation.expire_used_up_vouchers sets it).
-        expires_at = now + timedelta(seconds=work.valid_for_s) if work.valid_for_s else None
-        db.session.execute(
-            sa.update(Voucher)
-            .where(Voucher.id == work.voucher_id, Voucher.status == "paid")
-            .values(status="active", activated_at=now, expires_at=expires_at)
-        )
+        mark_voucher_active(work.voucher_id, work.valid_for_s, now)
     db.session.execute(
         sa.update(Router).where(Router.id == work.router_id).values(last_seen_at=now, last_error=None, login_refused_at=None)
     )
     db.session.commit()
     log.info("activation %s done voucher=%s router=%s", work.kind, work.code, work.router_slug)
+
+
+def validity_from_activation(validity_mode: str, duration_s: int, voucher_source: str) -> int | None:
+    """Seconds of validity that start when the voucher reaches the router, or None."""
+    # A bought voucher is used at once; a printed cash voucher may sit in a drawer for days, so
+    # its wall clock starts at first use (reconciliation.expire_used_up_vouchers sets it).
+    return duration_s if validity_mode == "wall_clock" and voucher_source != "batch" else None
+
+
+def mark_voucher_active(voucher_id: int, valid_for_s: int | None, now: datetime) -> None:
+    """The voucher is on its router: paid → active (a cancelled one stays cancelled). Caller commits."""
+    expires_at = now + timedelta(seconds=valid_for_s) if valid_for_s else None
+    db.session.execute(
+        sa.update(Voucher)
+        .where(Voucher.id == voucher_id, Voucher.status == "paid")
+        .values(status="active", activated_at=now, expires_at=expires_at)
+    )
 
 
 def _record_failure(work: ActivationWork, exc: Exception) -> None:

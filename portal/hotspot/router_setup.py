@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..core.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from ..models import Router
+from .rsc import comment_text, ros_str
 
 # (query parameter, RouterOS variable). The portal reads these names (captive/hotspot_params.py);
 # identity, server-name and server-address tell a multi-router portal which router sent the customer.
@@ -120,10 +121,9 @@ def setup_script(router: Router, base_url: str, options: SetupOptions, password:
         if address
         else "# No portal address given: the API user may log in from anywhere. Add address=<portal IP>/32 when known."
     )
-    comment = f'comment="voucher portal {router.slug}"'
+    comment = portal_comment(router)
     lines = [
-        f'# Voucher portal setup for router "{router.name}" ({router.slug})',
-        f"# Portal: {base_url}   Customer page: {portal_url_for(router, base_url)}",
+        *header_lines(router, base_url, "setup"),
         "",
         "# 1. A user group that may only use the API, read and write (no ssh, winbox, ftp, reboot).",
         f':if ([:len [/user group find name="{group}"]] = 0) do={{ /user group add name="{group}" policy=api,read,write {comment} }}',
@@ -131,23 +131,51 @@ def setup_script(router: Router, base_url: str, options: SetupOptions, password:
         "",
         "# 2. The portal's API user with a long random password.",
         address_note,
-        f':if ([:len [/user find name="{user}"]] = 0) do={{ /user add name="{user}" group="{group}" password="{password}"{address_attr} {comment} }} '
-        f'else={{ /user set [find name="{user}"] group="{group}" password="{password}"{address_attr} }}',
+        f':if ([:len [/user find name={ros_str(user)}]] = 0) do={{ /user add name={ros_str(user)} group="{group}" password={ros_str(password)}{address_attr} {comment} }} '
+        f'else={{ /user set [find name={ros_str(user)}] group="{group}" password={ros_str(password)}{address_attr} }}',
         "",
         f"# 3. The {service} service on port {router.port}.",
         f"/ip service set {service} disabled=no port={router.port}{address_attr}",
         "",
         "# 4. Walled garden: customers reach the portal before they have paid.",
-        f':if ([:len [/ip hotspot walled-garden find dst-host="{host}"]] = 0) do={{ /ip hotspot walled-garden add action=allow dst-host="{host}" {comment} }}',
-        _walled_garden_ip_line(host, comment),
+        *walled_garden_lines(host, comment),
         "",
-        f"# 5. The hotspot profile serves pages from {options.html_directory}; upload the portal's login.html there.",
-        f'/ip hotspot profile set [find name="{options.hotspot_profile}"] html-directory="{options.html_directory}" login-by=http-chap,http-pap',
+        f"# 5. The hotspot profile serves pages from {comment_text(options.html_directory)}; upload the portal's login.html there.",
+        hotspot_profile_line(options),
         "",
         ':put "voucher portal: setup done"',
         "",
     ]
     return "\n".join(lines)
+
+
+def header_lines(router: Router, base_url: str, what: str) -> list[str]:
+    """The script's opening comments; the router's name is free text, so it is kept to one plain line."""
+    return [
+        f"# Voucher portal {what} for router {comment_text(router.name)} ({router.slug})",
+        f"# Portal: {comment_text(base_url)}   Customer page: {comment_text(portal_url_for(router, base_url), 200)}",
+    ]
+
+
+def portal_comment(router: Router) -> str:
+    return f"comment={ros_str(f'voucher portal {router.slug}')}"
+
+
+def walled_garden_lines(host: str, comment: str) -> list[str]:
+    """Customers reach the portal before paying: by host name, and by address for https."""
+    quoted = ros_str(host)
+    return [
+        f":if ([:len [/ip hotspot walled-garden find dst-host={quoted}]] = 0) do={{ "
+        f"/ip hotspot walled-garden add action=allow dst-host={quoted} {comment} }}",
+        _walled_garden_ip_line(host, comment),
+    ]
+
+
+def hotspot_profile_line(options: SetupOptions) -> str:
+    return (
+        f"/ip hotspot profile set [find name={ros_str(options.hotspot_profile)}] "
+        f"html-directory={ros_str(options.html_directory)} login-by=http-chap,http-pap"
+    )
 
 
 def _walled_garden_ip_line(host: str, comment: str) -> str:
@@ -156,7 +184,7 @@ def _walled_garden_ip_line(host: str, comment: str) -> str:
     try:
         address = str(ipaddress.ip_address(host))
     except ValueError:
-        match = f'dst-host="{host}"'
+        match = f"dst-host={ros_str(host)}"
     else:
         match = f"dst-address={address}"
     return (

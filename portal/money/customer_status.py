@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..core.extensions import db
+from ..hotspot import pull_sync
 from ..models import Payment, StkInitiation
 from ..mpesa.errors import DarajaRejected
 from ..mpesa.result_codes import meaning_of, rejection_message
@@ -41,12 +42,7 @@ def purchase_status(payment: Payment) -> PurchaseStatus:
             "active", voucher.code, "You are online. Save your voucher code.", "Uko mtandaoni. Hifadhi nambari yako."
         )
     if payment.status == "paid":
-        return PurchaseStatus(
-            "paid",
-            voucher.code if voucher else None,
-            "Payment received. Connecting you to the internet…",
-            "Malipo yamepokelewa. Tunakuunganisha kwenye mtandao…",
-        )
+        return _paid_status(payment, voucher.code if voucher else None)
     if payment.status == "underpaid":
         return PurchaseStatus(
             "failed",
@@ -82,6 +78,22 @@ def purchase_status(payment: Payment) -> PurchaseStatus:
         None,
         "Check your phone and enter your M-Pesa PIN.",
         "Angalia simu yako na uweke PIN yako ya M-Pesa.",
+    )
+
+
+def _paid_status(payment: Payment, code: str | None) -> PurchaseStatus:
+    router = payment.router
+    if router is not None and router.transport == "pull":
+        # The router fetches its work on a schedule: say how long that can take.
+        seconds = pull_sync.wait_bound_s(router.sync_interval_s)
+        return PurchaseStatus(
+            "paid",
+            code,
+            f"Payment received. Connecting… this can take up to {seconds} seconds.",
+            f"Malipo yamepokelewa. Tunakuunganisha… inaweza kuchukua hadi sekunde {seconds}.",
+        )
+    return PurchaseStatus(
+        "paid", code, "Payment received. Connecting you to the internet…", "Malipo yamepokelewa. Tunakuunganisha kwenye mtandao…"
     )
 
 

@@ -1,8 +1,9 @@
 """The Problems page: money or router work that needs the owner, and the manual actions that fix it.
 
-Four kinds of problem: activations the router has not taken (failed, or overdue), payments nobody
+The kinds of problem: activations the router has not taken (failed, or overdue), payments nobody
 could match (C2B with an unknown account number, or a second payment), STK initiations still
-waiting for an answer, and underpaid payments.
+waiting for an answer, underpaid payments, rejected payment notices, and pull routers that have
+stopped syncing.
 
 Every action is exactly-once: it starts with a conditional UPDATE on the row it resolves (its
 "gate"), so a double-clicked button, two tabs or two owners race for one row and the loser sees
@@ -13,7 +14,7 @@ same transaction, commits once, and wakes the activation worker after the commit
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from ..core.extensions import db
-from ..hotspot import activations
+from ..hotspot import activations, pull_sync
 from ..hotspot.login_context import HotspotContext
 from ..hotspot.vouchers import new_voucher_code, normalise_code
 from ..models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
@@ -59,15 +60,17 @@ class Problems:
     stuck_initiations: list[StkInitiation]
     underpaid_payments: list[Payment]
     rejected_payment_notices: list[WebhookLog]
+    silent_pull_routers: list[Router] = field(default_factory=list)  # pull routers not syncing for 10 minutes
 
     @property
     def total(self) -> int:
         return sum(map(len, (self.failed_activations, self.unmatched_payments, self.stuck_initiations,
-                             self.underpaid_payments, self.rejected_payment_notices)))
+                             self.underpaid_payments, self.rejected_payment_notices, self.silent_pull_routers)))
 
 
 def _activation_problem(user: User, now: datetime) -> sa.ColumnElement[bool]:
-    overdue = sa.and_(Activation.status == "pending", Activation.next_attempt_at < now - OVERDUE_PENDING)
+    # "offered": a pull router got it in a sync answer but has not acknowledged it.
+    overdue = sa.and_(Activation.status.in_(("pending", "offered")), Activation.next_attempt_at < now - OVERDUE_PENDING)
     return sa.and_(via_router(Activation.router_id, user), sa.or_(Activation.status == "failed", overdue))
 
 
@@ -124,6 +127,7 @@ def list_problems(user: User, *, now: datetime | None = None) -> Problems:
             sa.select(WebhookLog).where(_rejected_payment_notice(user, now)).order_by(WebhookLog.received_at.desc())
             .limit(LIST_LIMIT)
         )),
+        silent_pull_routers=pull_sync.silent_pull_routers(user, now, limit=LIST_LIMIT),
     )
 
 
@@ -139,7 +143,7 @@ def problems_count(user: User, *, now: datetime | None = None) -> int:
         (WebhookLog, _rejected_payment_notice(user, now)),
     ):
         count += db.session.scalar(sa.select(sa.func.count()).select_from(model).where(clause)) or 0
-    return count
+    return count + pull_sync.count_silent_pull_routers(user, now)
 
 
 def plans_for_payment(user: User, payment: Payment) -> list[Plan]:

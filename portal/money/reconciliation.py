@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..core.extensions import db
-from ..hotspot import activations
+from ..hotspot import activations, pull_sync
 from ..hotspot.routers import connection_for
 from ..models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
 from ..mpesa.client import StkQueryAnswer
@@ -330,14 +330,15 @@ def expire_used_up_vouchers() -> dict[str, int]:
     """Vouchers whose time or data the router has counted down to zero: mark expired, remove.
 
     Connected-time plans are measured by the router (``limit-uptime`` is cumulative online
-    time), so only the router knows when they end. One print per router with such vouchers; a
-    router that cannot be reached is skipped until the next run.
+    time), so only the router knows when they end. One print per API router with such vouchers; a
+    router that cannot be reached is skipped until the next run. A pull router is never called:
+    its usage is what it reported at its last sync, held against the plan's limits.
     """
     unstarted_cash = sa.and_(
         Voucher.source == "batch", Plan.validity_mode == "wall_clock", Voucher.expires_at.is_(None)
     )
     active = db.session.execute(
-        sa.select(Voucher.id, Voucher.code, Voucher.router_id)
+        sa.select(Voucher.id, Voucher.code, Voucher.router_id, Plan.duration_s, Plan.data_limit_bytes)
         .join(Plan, Voucher.plan_id == Plan.id)
         .where(
             Voucher.status == "active",
@@ -345,18 +346,24 @@ def expire_used_up_vouchers() -> dict[str, int]:
         )
     ).all()
     by_router: dict[int, dict[str, int]] = defaultdict(dict)
-    for voucher_id, code, router_id in active:
+    limits: dict[str, tuple[int, int]] = {}
+    for voucher_id, code, router_id, duration_s, data_limit in active:
         by_router[router_id][code] = voucher_id
+        limits[code] = (duration_s, data_limit or 0)
     counts = {"routers": 0, "expired": 0, "unreachable": 0, "started": 0}
     for router_id, vouchers in by_router.items():
-        conn = connection_for(db.session.get(Router, router_id))
-        db.session.commit()  # no transaction held across the router call
-        try:
-            usage = hotspot.list_user_usage(conn)
-        except RouterError as exc:
-            log.info("usage check skipped router=%s: %s", router_id, exc)
-            counts["unreachable"] += 1
-            continue
+        router = db.session.get(Router, router_id)
+        if router.transport == "pull":
+            usage = _reported_usage(router_id, limits)
+        else:
+            conn = connection_for(router)
+            db.session.commit()  # no transaction held across the router call
+            try:
+                usage = hotspot.list_user_usage(conn)
+            except RouterError as exc:
+                log.info("usage check skipped router=%s: %s", router_id, exc)
+                counts["unreachable"] += 1
+                continue
         counts["routers"] += 1
         mine = [u for u in usage if u.name in vouchers]
         counts["expired"] += _expire_vouchers([vouchers[u.name] for u in mine if u.is_used_up])
@@ -364,6 +371,18 @@ def expire_used_up_vouchers() -> dict[str, int]:
     if counts["expired"]:
         activations.wake_worker()
     return counts
+
+
+def _reported_usage(router_id: int, limits: dict[str, tuple[int, int]]) -> list[hotspot.UserUsage]:
+    """A pull router's last reported usage, against the limits the portal gave each user."""
+    return [
+        hotspot.UserUsage(
+            name=u.name, uptime_s=u.uptime_s, limit_uptime_s=limits[u.name][0],
+            bytes_total=u.bytes_in + u.bytes_out, limit_bytes_total=limits[u.name][1],
+        )
+        for u in pull_sync.reported_usage(router_id).values()
+        if u.name in limits
+    ]
 
 
 def _start_cash_voucher_clocks(uptime_by_voucher: dict[int, int]) -> int:
