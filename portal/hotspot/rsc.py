@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_PLAIN_COMMENT = re.compile(r"[^ -~]")  # anything outside printable ASCII
+# Anything outside printable ASCII, and "?" (a RouterOS 6 terminal answers it with help, even mid-line).
+_PLAIN_COMMENT = re.compile(r"[^ ->@-~]")
 
 
 def ros_str(value: str, *, ros6: bool = False) -> str:
@@ -35,4 +36,4 @@ def ros_str(value: str, *, ros6: bool = False) -> str:
 
 def comment_text(value: str, limit: int = 80) -> str:
     """Free text made safe for a ``#`` comment line: printable ASCII only, one line, bounded."""
-    return _PLAIN_COMMENT.sub("?", value)[:limit]
+    return _PLAIN_COMMENT.sub("_", value)[:limit]

@@ -1,0 +1,10 @@
+# voucher portal: sync answer for mama-njeri-4k2a: 2 to add, 1 to remove
+:global portalAcks
+:global portalMore
+:do { /system scheduler set [find where name="portal-sync" && interval!=15s] interval=15s } on-error={}
+:do { :if ([:len [/ip hotspot user profile find where name="portal-plan-3"]] = 0) do={ /ip hotspot user profile add name="portal-plan-3" }; /ip hotspot user profile set [find where name="portal-plan-3"] shared-users=1 rate-limit="2M/5M" } on-error={ :log warning "portal-sync: could not set up profile portal-plan-3" }
+:do { :if ([:len [/ip hotspot user profile find where name="portal-plan-4"]] = 0) do={ /ip hotspot user profile add name="portal-plan-4" }; /ip hotspot user profile set [find where name="portal-plan-4"] shared-users=1 rate-limit="" } on-error={ :log warning "portal-sync: could not set up profile portal-plan-4" }
+:do { :if ([:len [/ip hotspot user find where name="ABCDE23456"]] = 0) do={ /ip hotspot user add name="ABCDE23456" password="ABCDE23456" profile="portal-plan-3" limit-uptime=1h limit-bytes-total=0 comment="portal voucher ABCDE23456" server="hotspot1" }; :set portalAcks ($portalAcks . ",\"w17\""); :set portalMore true } on-error={ :log warning "portal-sync: could not add user ABCDE23456" }
+:do { :if ([:len [/ip hotspot user find where name="ZZZZ22RRTT"]] = 0) do={ /ip hotspot user add name="ZZZZ22RRTT" password="ZZZZ22RRTT" profile="portal-plan-4" limit-uptime=1d limit-bytes-total=1073741824 comment="portal voucher ZZZZ22RRTT" server="hotspot1" }; /ip hotspot user set [find where name="ZZZZ22RRTT"] mac-address="AA:BB:CC:DD:EE:01"; :set portalAcks ($portalAcks . ",\"w18\""); :set portalMore true } on-error={ :log warning "portal-sync: could not add user ZZZZ22RRTT" }
+:do { /ip hotspot user remove [find where name="QQQQ33WWEE"]; /ip hotspot active remove [find where user="QQQQ33WWEE"]; :set portalAcks ($portalAcks . ",\"w19\""); :set portalMore true } on-error={ :log warning "portal-sync: could not remove user QQQQ33WWEE" }
+:put "portal-sync: answer applied"
