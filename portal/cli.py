@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 
 from .core.extensions import db
+from .hotspot import activations, pull_scripts, pull_sync
 from .hotspot.routers import create_router
 from .jobs import run_worker_forever
-from .models import Paybill, Plan, User
+from .models import Paybill, Plan, Router, User
 from .mpesa.errors import DarajaError
-from .owners import accounts
+from .owners import accounts, audit
 from .owners.key_rotation import rotate_all_secrets
 from .owners.paybills import create_paybill, register_c2b_urls, webhook_urls
 from .owners.tokens import refresh_due_tokens
@@ -81,22 +82,100 @@ def router() -> None:
     pass
 
 
-@router.command("add", help="Add a MikroTik router reachable over the RouterOS API. Prints its slug last.")
+@router.command(
+    "add",
+    help="Add a MikroTik router reachable over the RouterOS API, or (--transport pull) one that fetches its own "
+    "work over HTTPS. Prints its slug last.",
+)
 @click.option("--owner", "owner_email", required=True, help="Owner's email.")
 @click.option("--name", required=True, help="A name customers see, e.g. 'Mama Njeri Cafe'.")
-@click.option("--host", required=True, help="Router address the portal can reach (public IP, VPN IP, DNS name).")
+@click.option("--host", default=None, help="Router address the portal can reach (public IP, VPN IP, DNS name). API only.")
 @click.option("--port", default=8728, show_default=True, type=click.IntRange(1, 65535), help="8728 (api) or 8729 (api-ssl).")
-@click.option("--username", required=True, help="RouterOS API user (policy api,read,write).")
-@click.option("--password", required=True, help="Stored encrypted.")
+@click.option("--username", default=None, help="RouterOS API user (policy api,read,write). API only.")
+@click.option("--password", default=None, help="Stored encrypted. API only.")
 @click.option("--tls", is_flag=True, help="Use api-ssl.")
 @click.option("--hotspot-server", default=None, help="Hotspot server name on the router (default: all).")
-def router_add(owner_email: str, name: str, host: str, port: int, username: str, password: str, tls: bool, hotspot_server: str | None) -> None:
+@click.option("--transport", type=click.Choice(["api", "pull"]), default="api", show_default=True,
+              help="api: the portal connects to the router. pull: the router syncs with the portal on a schedule "
+              "(any RouterOS, behind any NAT); prints its sync token once.")
+@click.option("--sync-interval", default=pull_sync.DEFAULT_INTERVAL_S, show_default=True,
+              type=click.IntRange(pull_sync.MIN_INTERVAL_S, pull_sync.MAX_INTERVAL_S), help="Pull only: seconds between syncs.")
+def router_add(owner_email, name, host, port, username, password, tls, hotspot_server, transport, sync_interval) -> None:  # type: ignore[no-untyped-def]
+    owner_user = _owner(owner_email)
+    if transport == "pull":
+        new, token = pull_sync.create_pull_router(
+            owner=owner_user, name=name, hotspot_server=hotspot_server, interval_s=sync_interval
+        )
+        db.session.commit()
+        click.echo(f"sync token (shown once; `flask router pull-script --slug {new.slug}` makes a new one with the script): {token}")
+        click.echo(f"router added (pull sync every {sync_interval}s); portal URL /r/{new.slug} ; slug {new.slug}")
+        return
+    missing = [flag for flag, value in (("--host", host), ("--username", username), ("--password", password)) if not value]
+    if missing:
+        raise click.UsageError(f"an api router needs {', '.join(missing)} (or use --transport pull)")
     new = create_router(
-        owner=_owner(owner_email), name=name, host=host, port=port, username=username, password=password,
+        owner=owner_user, name=name, host=host, port=port, username=username, password=password,
         use_tls=tls, hotspot_server=hotspot_server,
     )
     db.session.commit()
     click.echo(f"router added; portal URL /r/{new.slug} ; slug {new.slug}")
+
+
+def _router_by_slug(slug: str) -> Router:
+    found = db.session.scalars(sa.select(Router).where(Router.slug == slug)).first()
+    if found is None:
+        raise click.BadParameter(f"no router with slug {slug}", param_hint="--slug")
+    return found
+
+
+@router.command("sync-token", help="Print a fresh sync token for a pull router; the old one stops working at once.")
+@click.option("--slug", required=True)
+def router_sync_token(slug: str) -> None:
+    found = _router_by_slug(slug)
+    token = pull_sync.issue_sync_token(found)
+    audit.record("router_sync_token_rotated", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id)
+    db.session.commit()
+    click.echo(token)
+
+
+@router.command("pull-script", help="Print the RouterOS setup script for a pull router, with a fresh sync token "
+                "(the old one stops working).")
+@click.option("--slug", required=True)
+@click.option("--form", type=click.Choice(pull_scripts.FORMS), default="json", show_default=True,
+              help="json: RouterOS 7.13+. rsc: RouterOS 6 (6.43+) or 7 before 7.13.")
+@click.option("--hotspot-profile", default="hsprof1", show_default=True)
+@click.option("--html-directory", default="hotspot", show_default=True)
+def router_pull_script(slug: str, form: str, hotspot_profile: str, html_directory: str) -> None:
+    found = _router_by_slug(slug)
+    if found.transport != "pull":
+        raise click.ClickException(f"{slug} is reached over the API; switch it first: flask router transport --slug {slug} --to pull")
+    token = pull_sync.issue_sync_token(found)
+    options = pull_scripts.PullSetupOptions(
+        form=form, interval_s=found.sync_interval_s, hotspot_profile=hotspot_profile, html_directory=html_directory,
+        ca_pem=pull_scripts.read_ca_pem(current_app.config["PORTAL_ROUTER_CA_FILE"]),
+    )
+    script = pull_scripts.pull_setup_script(found, current_app.config["PORTAL_BASE_URL"], token, options)
+    audit.record("router_sync_token_rotated", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id,
+                 detail="with a new pull setup script")
+    db.session.commit()
+    click.echo(script)
+
+
+@router.command("transport", help="Switch how the portal reaches a router: api (it connects) or pull (the router syncs).")
+@click.option("--slug", required=True)
+@click.option("--to", "transport", type=click.Choice(["api", "pull"]), required=True)
+def router_transport(slug: str, transport: str) -> None:
+    found = _router_by_slug(slug)
+    try:
+        wake = pull_sync.set_transport(found, transport)
+    except pull_sync.TransportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("router_transport_changed", actor="cli", owner_id=found.owner_id, object_type="router",
+                 object_id=found.id, detail=f"now {transport}")
+    db.session.commit()
+    if wake:
+        activations.wake_worker()
+    click.echo(f"{slug} is now reached by {transport}")
 
 
 @click.group(help="M-Pesa paybills and tills.")

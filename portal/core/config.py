@@ -51,9 +51,13 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),
         # Customer rate limits (pushes per phone/device, code guesses); off only for load tests.
         "PORTAL_RATE_LIMITS_ENABLED": env.get("PORTAL_RATE_LIMITS_ENABLED", "1").lower() not in ("0", "false", "off"),
+        # PEM of the CA that signed the portal's https certificate: pull routers' setup scripts import it.
+        "PORTAL_ROUTER_CA_FILE": env.get("PORTAL_ROUTER_CA_FILE", ""),
         "TESTING": False,
     }
     settings.update(overrides or {})
+    if settings["PORTAL_ROUTER_CA_FILE"] and not os.path.isfile(settings["PORTAL_ROUTER_CA_FILE"]):
+        raise ConfigError(f"PORTAL_ROUTER_CA_FILE names {settings['PORTAL_ROUTER_CA_FILE']}, which is not a file")
     settings["IS_PRODUCTION"] = settings["PORTAL_ENV"] == "production"
     if settings["IS_PRODUCTION"]:
         _check_production(settings)
