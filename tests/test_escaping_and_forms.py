@@ -61,7 +61,8 @@ junk = st.one_of(st.text(max_size=80), st.sampled_from(["' OR 1=1 --", MARKUP, "
 FORM_FIELDS = ["name", "price", "duration", "data_limit", "rate_limit", "host", "port", "username", "password",
                "number", "store_number", "consumer_key", "consumer_secret", "passkey", "type", "environment",
                "reason", "voucher_code", "plan_id", "router_id", "count", "note", "code", "receipt", "phone",
-               "email", "current_password", "new_password", "confirm", "session_id", "sealed", "q"]
+               "email", "current_password", "new_password", "confirm", "session_id", "sealed", "q",
+               "sync_interval_s", "transport", "form", "hotspot_server", "hotspot_profile", "html_directory"]
 
 
 def _post_routes(app, shop):  # type: ignore[no-untyped-def]

@@ -7,13 +7,14 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 from sqlalchemy.orm import joinedload
 
 from ..core.extensions import db
-from ..hotspot import router_setup, routers
+from ..hotspot import pull_sync, router_setup, routers
 from ..models import Activation, Paybill, Router
 from ..owners import audit
 from ..routeros.errors import RouterError
 from . import bp
 from .access import client_ip, get_owned_or_404, owner_scope, signed_in_user
 from .forms import ActionForm, DisconnectForm, RouterForm, SetupConfirmForm, SetupScriptForm
+from .forms_pull import PullSetupForm, TransportForm
 
 DEFAULT_PAYBILL_CHOICE = (0, "Owner's default (else the platform's)")
 
@@ -53,7 +54,7 @@ def routers_list():  # type: ignore[no-untyped-def]
         .options(joinedload(Router.paybill), joinedload(Router.owner))
         .order_by(Router.status, Router.name, Router.id)
     ).all()
-    return render_template("dashboard/routers/list.html", rows=rows)
+    return render_template("dashboard/routers/list.html", rows=rows, is_offline=pull_sync.is_offline)
 
 
 @bp.route("/routers/new", methods=["GET", "POST"])
@@ -92,12 +93,17 @@ def router_detail(router_id: int):  # type: ignore[no-untyped-def]
         action=ActionForm(),
         activations=routers.unfinished_activations(router),
         portal_url=router_setup.portal_url_for(router, current_app.config["PORTAL_BASE_URL"]),
+        is_offline=pull_sync.is_offline,
+        transport_form=TransportForm(formdata=None, transport="api" if router.transport == "pull" else "pull"),
+        sync_url=pull_sync.sync_url(router, current_app.config["PORTAL_BASE_URL"]),
     )
 
 
 @bp.route("/routers/<int:router_id>/edit", methods=["GET", "POST"])
 def router_edit(router_id: int):  # type: ignore[no-untyped-def]
     router = get_owned_or_404(Router, router_id)
+    if router.transport == "pull":  # no API address or credentials to edit
+        return redirect(url_for("dashboard.router_pull_settings", router_id=router.id))
     # The API password is never loaded into the form: it cannot be sent back, even by mistake.
     shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server")
     form = RouterForm(data={name: getattr(router, name) for name in shown}, is_new=False)
@@ -212,6 +218,7 @@ def _render_setup(router: Router, form: SetupScriptForm, status: int = 200, **ex
         portal_host=router_setup.portal_host(base),
         portal_url=router_setup.portal_url_for(router, base),
         login_html=router_setup.login_html(router, base),
+        pull_form=extra.pop("pull_form", None) or PullSetupForm(formdata=None),
         **extra,
     ), status
 
