@@ -17,7 +17,8 @@ def test_demo_smoke_buys_a_voucher_end_to_end(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "smoke: ok" in result.stdout
+    assert "smoke: ok (demo-cafe)" in result.stdout
+    assert "smoke: ok (demo-kiosk)" in result.stdout  # the demo router that syncs by pull
 
 
 def test_readme_starts_with_the_two_commands():

@@ -1,7 +1,7 @@
 """Demo mode: the portal on SQLite with a sandbox Daraja, a sandbox MikroTik router and seeded data.
 
     python -m portal.sandbox.demo            # serve until Ctrl-C, print the URLs to open
-    python -m portal.sandbox.demo --smoke    # buy one voucher end to end over HTTP, then exit
+    python -m portal.sandbox.demo --smoke    # buy a voucher end to end over HTTP on each router, then exit
 
 Everything listens on 127.0.0.1 only.
 """
@@ -23,10 +23,13 @@ from ..core.extensions import db
 from ..models import Plan, User
 from .daraja import SandboxDaraja
 from .hotspot import SandboxHotspot
+from .pulling_router import SandboxPullingRouter
 from .router import SandboxRouter
 
 DEMO_OWNER = ("demo@example.com", "demo-password-123")
 DEMO_SLUG = "demo-cafe"
+PULL_SLUG = "demo-kiosk"  # a second router that syncs by pull, as a RouterOS 6 box behind NAT would
+PULL_INTERVAL_S = 5
 CONSUMER_KEY, CONSUMER_SECRET = "demo-consumer-key", "demo-consumer-secret"
 SANDBOX_SHORTCODE = "174379"
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
@@ -49,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     portal_url = f"http://127.0.0.1:{port}"
     hotspot = SandboxHotspot(router_box, portal_url=f"{portal_url}/r/{DEMO_SLUG}", port=args.hotspot_port).start()
     router_box.add_host(hotspot.device_mac, hotspot.device_ip)
+    kiosk_box = SandboxRouter(identity="Demo Kiosk hAP lite").start()
+    kiosk_hotspot = SandboxHotspot(kiosk_box, portal_url=f"{portal_url}/r/{PULL_SLUG}", port=args.kiosk_hotspot_port).start()
+    kiosk_box.add_host(kiosk_hotspot.device_mac, kiosk_hotspot.device_ip)
 
     app = create_app(
         {
@@ -62,23 +68,31 @@ def main(argv: list[str] | None = None) -> int:
         from flask_migrate import upgrade
 
         upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
-        _seed(router_box)
+        pull_token = _seed(router_box)
     server = make_server("127.0.0.1", port, app, threaded=True)
     import threading
 
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The kiosk runs the portal-sync protocol against its own sandbox router, every few seconds.
+    kiosk = SandboxPullingRouter(kiosk_box, f"{portal_url}/routers/{PULL_SLUG}/sync", pull_token,
+                                 interval_s=PULL_INTERVAL_S).start(first_delay_s=1.0)
     try:
         if args.smoke:
-            return _smoke(portal_url, hotspot, router_box)
-        _announce(portal_url, hotspot, daraja, router_box)
+            # A second phone: one prompt per phone per minute.
+            return (_smoke(portal_url, hotspot, router_box, DEMO_SLUG, "0712 345 678")
+                    or _smoke(portal_url, kiosk_hotspot, kiosk_box, PULL_SLUG, "0722 345 678"))
+        _announce(portal_url, hotspot, daraja, router_box, kiosk_hotspot)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:
+        kiosk.stop()
         server.shutdown()
         hotspot.stop()
+        kiosk_hotspot.stop()
         router_box.stop()
+        kiosk_box.stop()
         daraja.stop()
 
 
@@ -96,12 +110,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--daraja-port", type=int, default=0, help="sandbox Daraja port (default: any free)")
     parser.add_argument("--router-port", type=int, default=0, help="sandbox RouterOS API port (default: any free)")
     parser.add_argument("--hotspot-port", type=int, default=0, help="sandbox hotspot login page port (default: any free)")
+    parser.add_argument("--kiosk-hotspot-port", type=int, default=0,
+                        help="login page port of the kiosk, the demo router that syncs by pull (default: any free)")
     parser.add_argument("--instance", default="instance/demo", help="folder for the demo database")
     parser.add_argument("--smoke", action="store_true", help="buy one voucher over HTTP, check it, exit")
     return parser.parse_args(argv)
 
 
-def _seed(router_box: SandboxRouter) -> None:
+def _seed(router_box: SandboxRouter) -> str:
+    """The demo owner, paybill, plans and both routers; returns the kiosk's sync token."""
+    from ..hotspot.pull_sync import create_pull_router
     from ..hotspot.routers import create_router
     from ..owners.accounts import create_owner
     from ..owners.paybills import create_paybill
@@ -118,17 +136,22 @@ def _seed(router_box: SandboxRouter) -> None:
         owner=owner, name="Demo Cafe", host=router_box.host, port=router_box.port,
         username=router_box.username, password=router_box.password, slug=DEMO_SLUG,
     )
+    _kiosk, token = create_pull_router(owner=owner, name="Demo Kiosk", interval_s=PULL_INTERVAL_S, slug=PULL_SLUG)
     for order, (name, price, duration, data, rate) in enumerate(PLANS):
         db.session.add(Plan(owner_id=owner.id, name=name, price=price, duration_s=duration,
                             data_limit_bytes=data, rate_limit=rate, sort_order=order))
     db.session.commit()
+    return token
 
 
-def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter) -> None:
+def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter,
+              kiosk_hotspot: SandboxHotspot) -> None:
     print(
         "\nDemo portal is running (Ctrl-C stops it).\n\n"
         f"  Open the router's login page:  {hotspot.login_url}\n"
-        f"  (or the portal directly:       {portal_url}/r/{DEMO_SLUG})\n\n"
+        f"  (or the portal directly:       {portal_url}/r/{DEMO_SLUG})\n"
+        f"  A router that syncs by pull:   {kiosk_hotspot.login_url}\n"
+        f"  (every {PULL_INTERVAL_S} s; the wait page says how long it can take)\n\n"
         "  Pick \"1 Hour – KES 10\", type 0712 345 678, and watch the wait page.\n"
         "  Test numbers: 0700 001 032 cancels, 0700 001 037 times out, 0700 000 001 has no money,\n"
         "  0700 099 999 never answers (reconciliation and a manual C2B payment can settle it).\n\n"
@@ -139,7 +162,7 @@ def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, r
     )
 
 
-def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter) -> int:
+def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, slug: str, phone: str) -> int:
     """The newcomer's path, automated: router login page → plans → buy → wait → online."""
     browser = requests.Session()
     landing = browser.get(hotspot.login_url, timeout=10)
@@ -147,17 +170,18 @@ def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter) 
     plans_page = browser.get(target.group(1).replace("&amp;", "&"), timeout=10)
     fields = dict(re.findall(r'name="([^"]+)"[^>]*value="([^"]*)"', plans_page.text))
     plan_id = re.search(r'name="plan_id" value="(\d+)"', plans_page.text).group(1)
-    fields.update(plan_id=plan_id, phone="0712 345 678")
-    bought = browser.post(f"{portal_url}/r/{DEMO_SLUG}/buy", data=fields, allow_redirects=False, timeout=10)
+    fields.update(plan_id=plan_id, phone=phone)
+    bought = browser.post(f"{portal_url}/r/{slug}/buy", data=fields, allow_redirects=False, timeout=10)
     wait_url = portal_url + bought.headers["Location"].replace(portal_url, "")
     status: dict[str, Any] = {}
-    for _ in range(100):
+    deadline = time.monotonic() + 10 + 2 * PULL_INTERVAL_S  # a pull router answers at its next sync
+    while time.monotonic() < deadline:
         status = browser.get(f"{wait_url}/status", timeout=10).json()
         if status["status"] in ("active", "failed", "expired"):
             break
         time.sleep(0.1)
     ok = status.get("status") == "active" and status.get("voucher") in router_box.users
-    print(f"smoke: {'ok' if ok else 'FAILED'} {status}", flush=True)
+    print(f"smoke: {'ok' if ok else 'FAILED'} ({slug}) {status}", flush=True)
     return 0 if ok else 1
 
 
