@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -255,50 +255,82 @@ class SyncingRouter:
     hotspot_server: str | None
 
 
-_AUTH = sa.select(
-    Router.id, Router.slug, Router.sync_token_hash, Router.transport, Router.sync_interval_s, Router.hotspot_server
-).where(Router.slug == sa.bindparam("slug"))
+_AUTH = sa.select(Router.id, Router.sync_token_hash, Router.transport).where(Router.slug == sa.bindparam("slug"))
 
 
-def authenticate(slug: str, token: str | None) -> SyncingRouter:
-    """The pull router whose token this is; SyncRefused otherwise. Reads only."""
+def authenticate(slug: str, token: str | None) -> int:
+    """The id of the pull router whose token this is; SyncRefused otherwise. Reads only."""
     row = db.session.execute(_AUTH, {"slug": slug[:64]}).first() if slug and token else None
+    db.session.rollback()
     expected = row.sync_token_hash if row is not None else None
-    presented = token_hash(token or "")
     # Compared in constant time even when there is nothing to compare with.
-    matches = hmac.compare_digest(expected or "0" * 64, presented) and expected is not None
+    matches = hmac.compare_digest(expected or "0" * 64, token_hash(token or "")) and expected is not None
     if row is None or not matches or row.transport != "pull":
-        db.session.rollback()
         raise SyncRefused("unknown router or wrong token")
-    return SyncingRouter(row.id, row.slug, row.sync_interval_s, row.hotspot_server)
+    return row.id
 
 
 def sync(slug: str, token: str | None, body: Any, *, now: datetime | None = None) -> SyncAnswer:
     """Authenticate, record the contact, apply the acks, and answer with the router's work.
 
-    One transaction, committed here. Raises SyncRefused (nothing changed), SyncRequestInvalid
-    (nothing changed) or SyncRateLimited (nothing changed).
+    Refusals change nothing: SyncRefused (unknown slug, wrong token, not a pull router; checked
+    before the body is judged), SyncRequestInvalid, SyncRateLimited. The common sync (no acks,
+    nothing to do) is one autocommitted statement on PostgreSQL; anything that changes the outbox
+    is one transaction, committed here.
     """
-    router = authenticate(slug, token)
-    request = parse_sync_request(body)
     now = now or utcnow()
-    if not _record_contact(router.id, request, now):
-        db.session.rollback()
-        raise SyncRateLimited(retry_after_s=60)
-    if request.acks:
-        acknowledge(router.id, request.acks, now)
-    answer = _offer_work(router, now)
+    try:
+        request = parse_sync_request(body)
+    except SyncRequestInvalid:
+        authenticate(slug, token)  # a stranger learns nothing about what a good body looks like
+        raise
+    params = _contact_params(slug, token, request, now)
+    if not request.acks and db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            rows = conn.execute(_CONTACT_AND_WORK, params).all()
+        if not rows:
+            _refuse(slug, token)
+        router = SyncingRouter(rows[0].router_id, rows[0].router_slug, rows[0].interval, rows[0].hotspot_server)
+        work = [row for row in rows if row.id is not None]
+        if not work:
+            return SyncAnswer(interval=router.interval, router_slug=router.slug, hotspot_server=router.hotspot_server)
+    else:
+        found = db.session.execute(_RECORD_CONTACT, params).first()
+        if found is None:
+            db.session.rollback()
+            _refuse(slug, token)
+        router = SyncingRouter(found.router_id, found.router_slug, found.interval, found.hotspot_server)
+        if request.acks:
+            acknowledge(router.id, request.acks, now)
+        work = db.session.execute(_WORK, {"router_id": router.id, "now": now}).all()
+    answer = _offer_work(router, work, now)
     db.session.commit()
     return answer
+
+
+def _refuse(slug: str, token: str | None) -> NoReturn:
+    """The contact UPDATE matched no row: a stranger, or a router over its rate."""
+    authenticate(slug, token)
+    raise SyncRateLimited(retry_after_s=60)
+
+
+def _contact_params(slug: str, token: str | None, request: SyncRequest, now: datetime) -> dict[str, Any]:
+    usage = json.dumps([[u.name, u.uptime_s, u.bytes_in, u.bytes_out] for u in request.usage], separators=(",", ":"))
+    return {"b_slug": slug[:64], "b_hash": token_hash(token) if token else "", "now": now,
+            "window_start": now - timedelta(minutes=1), "version": request.version, "usage": usage}
 
 
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 _WINDOW_START = sa.bindparam("window_start", type_=UTCDateTime())
 _NEW_WINDOW = sa.or_(Router.sync_window_started_at.is_(None), Router.sync_window_started_at <= _WINDOW_START)
+# The record of the contact is also the authentication and the rate limit: it matches the row only
+# for the right token, on a pull router, under SYNCS_PER_MINUTE, so a refused sync writes nothing.
 _RECORD_CONTACT = (
     sa.update(Router)
     .where(
-        Router.id == sa.bindparam("router_id"),
+        Router.slug == sa.bindparam("b_slug"),
+        Router.sync_token_hash == sa.bindparam("b_hash"),
+        Router.transport == "pull",
         sa.or_(_NEW_WINDOW, Router.sync_window_count < SYNCS_PER_MINUTE),
     )
     .values(
@@ -309,18 +341,9 @@ _RECORD_CONTACT = (
         sync_window_count=sa.case((_NEW_WINDOW, 1), else_=Router.sync_window_count + 1),
         sync_window_started_at=sa.case((_NEW_WINDOW, _NOW), else_=Router.sync_window_started_at),
     )
+    .returning(Router.id.label("router_id"), Router.slug.label("router_slug"),
+               Router.sync_interval_s.label("interval"), Router.hotspot_server)
 )
-
-
-def _record_contact(router_id: int, request: SyncRequest, now: datetime) -> bool:
-    """Last sync = last seen, the version and usage; False when over the per-minute limit.
-
-    The rate limit and the record are one conditional UPDATE: a sync over the limit matches no row.
-    """
-    usage = json.dumps([[u.name, u.uptime_s, u.bytes_in, u.bytes_out] for u in request.usage], separators=(",", ":"))
-    params = {"router_id": router_id, "now": now, "window_start": now - timedelta(minutes=1),
-              "version": request.version, "usage": usage}
-    return db.session.execute(_RECORD_CONTACT, params, execution_options={"synchronize_session": False}).rowcount == 1
 
 
 def acknowledge(router_id: int, activation_ids: Iterable[int], now: datetime) -> int:
@@ -350,39 +373,57 @@ def acknowledge(router_id: int, activation_ids: Iterable[int], now: datetime) ->
     return done
 
 
-# The voucher's own activation, while it is unfinished, holds its removal back.
-_a2 = aliased(Activation)
-_ACTIVATION_UNFINISHED = (
-    sa.select(_a2.id)
-    .where(_a2.voucher_id == Activation.voucher_id, _a2.kind == "activate", _a2.status != "done")
-    .exists()
-)
-_WORK = (
-    sa.select(
-        Activation.id, Activation.kind, Activation.voucher_id, Voucher.code, Voucher.status.label("voucher_status"),
-        Plan.id.label("plan_id"), Plan.duration_s, Plan.data_limit_bytes, Plan.rate_limit,
+def _work_query(router_id: Any) -> sa.Select:
+    """A router's unfinished rows, oldest first, with what an answer needs."""
+    # The voucher's own activation, while it is unfinished, holds its removal back.
+    own = aliased(Activation)
+    activation_unfinished = (
+        sa.select(own.id).where(own.voucher_id == Activation.voucher_id, own.kind == "activate", own.status != "done").exists()
     )
-    .join(Voucher, Voucher.id == Activation.voucher_id)
-    .join(Plan, Plan.id == Voucher.plan_id)
-    .where(
-        Activation.router_id == sa.bindparam("router_id"),
-        sa.or_(
-            Activation.status.in_(("pending", "failed", "offered")),
-            # A row an API worker held when the router switched to pull, and then abandoned.
-            sa.and_(Activation.status == "running", Activation.lease_until < _NOW),
-        ),
-        sa.or_(Activation.kind == "activate", ~_ACTIVATION_UNFINISHED),
+    return (
+        sa.select(
+            Activation.id, Activation.kind, Voucher.code, Voucher.status.label("voucher_status"),
+            Plan.id.label("plan_id"), Plan.duration_s, Plan.data_limit_bytes, Plan.rate_limit,
+        )
+        .join(Voucher, Voucher.id == Activation.voucher_id)
+        .join(Plan, Plan.id == Voucher.plan_id)
+        .where(
+            Activation.router_id == router_id,
+            sa.or_(
+                # Equalities rather than IN: an IN list is re-rendered for every execution.
+                Activation.status == "pending", Activation.status == "failed", Activation.status == "offered",
+                # A row an API worker held when the router switched to pull, and then abandoned.
+                sa.and_(Activation.status == "running", Activation.lease_until < _NOW),
+            ),
+            sa.or_(Activation.kind == "activate", ~activation_unfinished),
+        )
+        .order_by(Activation.id)
+        .limit(MAX_ITEMS_PER_ANSWER)
     )
-    .order_by(Activation.id)
-    .limit(MAX_ITEMS_PER_ANSWER)
+
+
+_WORK = _work_query(sa.bindparam("router_id"))
+# PostgreSQL, no acks: record the contact and read the work in one autocommitted round trip. A
+# router with nothing to do gets one row with a NULL id; a refused sync gets no row at all.
+# The statement is its own transaction, and only a contact record (last sync, usage, rate window)
+# commits in it, which the next sync rewrites anyway: set_config(..., true) lets that commit skip
+# the wait for the WAL flush (synchronous_commit off, for this transaction only), so 133 syncs a
+# second do not queue behind the disk. Outbox changes always commit in an ordinary transaction.
+_contact = _RECORD_CONTACT.cte("contact")
+_pending = _work_query(_contact.c.router_id).lateral("work")
+_relaxed = sa.select(sa.func.set_config("synchronous_commit", "off", True).label("relaxed")).cte("relaxed")
+_CONTACT_AND_WORK = (
+    sa.select(_contact.c.router_id, _contact.c.router_slug, _contact.c.interval, _contact.c.hotspot_server,
+              _relaxed.c.relaxed, *_pending.c)
+    .select_from(_relaxed.join(_contact, sa.true()).outerjoin(_pending, sa.true()))
+    .order_by(_pending.c.id)
 )
 
 
-def _offer_work(router: SyncingRouter, now: datetime) -> SyncAnswer:
-    params = {"router_id": router.id, "now": now}
-    rows = db.session.execute(_WORK, params).all()
+def _offer_work(router: SyncingRouter, rows: list[Any], now: datetime) -> SyncAnswer:
+    """Mark the rows offered and word the answer. In the caller's transaction."""
     if _retire_cancelled(rows, now):
-        rows = db.session.execute(_WORK, params).all()
+        rows = db.session.execute(_WORK, {"router_id": router.id, "now": now}).all()
     profiles: dict[int, ProfileItem] = {}
     add: list[AddItem] = []
     remove: list[RemoveItem] = []

@@ -1,4 +1,4 @@
-"""The bare Flask JSON endpoint the callback throughput is compared with (same gunicorn settings)."""
+"""The bare Flask JSON endpoints the callback throughput and pull sync are compared with (same gunicorn settings)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ app = Flask(__name__)
 def stk(token: str):  # type: ignore[no-untyped-def]
     request.get_data(cache=False)
     return jsonify({"ResultCode": 0, "ResultDesc": "Accepted"})
+
+
+@app.post("/routers/<slug>/sync")
+def sync(slug: str):  # type: ignore[no-untyped-def]
+    """What a pull sync with nothing to do costs a Flask app that reads the JSON and answers it."""
+    request.get_json(force=True, silent=True)
+    return jsonify({"interval": 15, "profiles": [], "add": [], "remove": []})
 
 
 @app.get("/")
