@@ -16,6 +16,7 @@ from portal.hotspot import activations, pull_sync
 from portal.hotspot.voucher_batches import disable_voucher
 from portal.models import Activation, Payment, Router, Voucher, utcnow
 from portal.money import problems, reconciliation
+from portal.owners import reports
 
 HOTSPOT = {"mac": "AA:BB:CC:DD:EE:01", "ip": "10.5.50.23", "link-login-only": "http://10.5.50.1/login"}
 
@@ -316,12 +317,15 @@ def test_reported_usage_expires_used_up_vouchers_and_the_removal_goes_out_by_syn
     reconciliation.expire_used_up_vouchers()
     assert _voucher(code).status == "active"  # not used up yet
 
+    assert reports.online_now(pull_shop.owner) == 1
+
     router_box.users[code].update({"bytes-in": str(300 << 20), "bytes-out": str(201 << 20)})  # over 500 MB
     puller.sync_once()  # reports the usage
     counts = reconciliation.expire_used_up_vouchers()
 
     assert counts["expired"] == 1 and counts["unreachable"] == 0
     assert _voucher(code).status == "expired"
+    assert reports.online_now(pull_shop.owner) == 0  # the overview's "online now" follows the report
     puller.sync_once()
     assert code not in router_box.users
 
