@@ -1,5 +1,6 @@
 """Extensions, created unbound; ``create_app`` binds them."""
 
+from flask_babel import Babel
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -15,3 +16,6 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
+# Customer pages only: the captive blueprint sets g.lang (every other page is English) and
+# installs the templates' _() itself (captive.language.install_page_gettext).
+babel = Babel(configure_jinja=False)
