@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
 from ..core.form_fields import WholeNumberField
 from ..hotspot import pull_sync
-from .forms import _ROUTEROS_NAME
+from .forms import _ROUTEROS_NAME, RouterForm
 
 
 class PullRouterForm(FlaskForm):
-    name = StringField(
-        "Name",
-        validators=[DataRequired(message="Give the router a name."), Length(max=120)],
-        description='Customers see it on the plans page, e.g. "Mama Njeri Cafe".',
-    )
+    """A router's settings without an API address or credentials: the portal never connects to it."""
+
+    name = RouterForm.name
     sync_interval_s = WholeNumberField(
         "Sync every (seconds)",
         default=pull_sync.DEFAULT_INTERVAL_S,
@@ -28,14 +26,11 @@ class PullRouterForm(FlaskForm):
         description="A customer who paid waits at most this long (plus a few seconds) to get online. "
         "Shorter costs the router and the portal one small HTTPS request per sync.",
     )
-    hotspot_server = StringField(
-        "Hotspot server",
-        validators=[Optional(), Length(max=64)],
-        description="Leave empty to use every hotspot server on the router.",
-    )
-    paybill_id = SelectField("Paybill or till", coerce=int, default=0)
+    hotspot_server = RouterForm.hotspot_server
+    paybill_id = RouterForm.paybill_id
 
     def validate_hotspot_server(self, field: StringField) -> None:
+        # Stricter than for an API router: the name is written into the router's sync script.
         if field.data and not _ROUTEROS_NAME.match(field.data.strip()):
             raise ValidationError("Use letters, digits, dots, dashes and underscores only.")
 

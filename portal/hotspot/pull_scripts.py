@@ -235,7 +235,7 @@ def answer_rsc(answer: SyncAnswer) -> str:
         )
     for item in answer.add:
         code = ros_str(item.name, ros6=True)
-        mac = f"; /ip hotspot user set [find where name={code}] mac-address={ros_str(item.mac_address)}" if item.mac_address else ""
+        mac = f"; /ip hotspot user set [find where name={code}] mac-address={ros_str(item.mac_address, ros6=True)}" if item.mac_address else ""
         lines.append(
             f":do {{ :if ([:len [/ip hotspot user find where name={code}]] = 0) do={{ "
             f"/ip hotspot user add name={code} password={ros_str(item.password, ros6=True)} "
