@@ -285,6 +285,7 @@ def pulling_router(app: Any, router_box: SandboxRouter) -> Iterator[Callable[...
     made: list[Any] = []
 
     def make(router: Any, token: str, box: SandboxRouter | None = None, **kw: Any) -> Any:
+        kw.setdefault("timeout_s", 20.0)  # a loaded test machine must not look like a lost answer
         puller = SandboxPullingRouter(box or router_box, sync_url(router, app.live_url), token, **kw)
         made.append(puller)
         return puller

@@ -79,7 +79,7 @@ def run_all(args: argparse.Namespace, scale: figures.Scale, groups: set[str], lo
     def gunicorn(app: str, env: dict[str, str], name: str) -> procs.Gunicorn:
         return procs.Gunicorn(app, env, log_dir / f"gunicorn-{name}.log", workers=args.workers, threads=args.threads, cpus=args.cpus)
 
-    if groups & {"callbacks", "router", "pages"}:
+    if groups & {"callbacks", "router", "pages", "pull"}:
         pg_url = procs.recreate_pg_database("bench_portal")
         app = seed.bench_app(pg_url)
         boxes = [TimedRouter(identity=f"Bench router {i}").start() for i in range(scale.router_count)]
@@ -101,6 +101,8 @@ def run_all(args: argparse.Namespace, scale: figures.Scale, groups: set[str], lo
             if "pages" in groups:
                 rows.append(figures.plans_ttfb(portal, fleet, scale, broken))
                 rows.append(figures.page_weight(portal, app, fleet, broken))
+            if "pull" in groups:
+                rows.extend(pull.figures(portal, gunicorn, env, app, pull.QUICK if args.quick else pull.FULL, broken))
         finally:
             portal.stop()
             for box in boxes:
@@ -111,8 +113,6 @@ def run_all(args: argparse.Namespace, scale: figures.Scale, groups: set[str], lo
         rows.extend(figures.dashboard(seed.bench_app(procs.recreate_pg_database("bench_portal")), scale, log_dir, broken))
     if "jobs" in groups:
         rows.extend(figures.jobs(scale, log_dir, broken))
-    if "pull" in groups:
-        rows.extend(pull.figures(gunicorn, pull.QUICK if args.quick else pull.FULL, broken))
 
 
 def _sqlite_handling(gunicorn, scale: figures.Scale, log_dir: Path, broken: figures.Findings) -> Row:  # type: ignore[no-untyped-def]

@@ -10,6 +10,8 @@ Two figures, on PostgreSQL with gunicorn in production mode:
 - 2,000 routers syncing every 15 s (about 133 syncs/s): each router's sync at its own phase, the
   body a real router sends (version, no acks, five users' usage), answered with an empty answer;
   the same schedule against a bare Flask endpoint in the same run, and the ratio of the p95s.
+
+They run against the bench's portal (database bench_portal) after the other web figures.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class PullScale:
     e2e_routers: int
     e2e_interval_s: int
     e2e_purchases: int
+    e2e_spread_intervals: int
     fleet_routers: int
     fleet_interval_s: float
     fleet_warmup_s: float
@@ -43,25 +46,19 @@ class PullScale:
     client_threads: int
 
 
-FULL = PullScale(False, 20, 15, 100, 2000, 15.0, 5.0, 30.0, 24)
-QUICK = PullScale(True, 4, 5, 12, 200, 15.0, 1.0, 4.0, 8)
+FULL = PullScale(False, 20, 15, 100, 2, 2000, 15.0, 5.0, 30.0, 24)
+QUICK = PullScale(True, 4, 5, 8, 1, 200, 15.0, 1.0, 3.0, 8)
 
 
-def figures(gunicorn: Any, scale: PullScale, broken: Findings) -> list[Row]:
-    pg_url = procs.recreate_pg_database("bench_pull")
-    app = seed.bench_app(pg_url)
-    env = procs.portal_env(pg_url, production=True)
-    portal = gunicorn("wsgi:app", env, "portal-pull").start()
-    rows: list[Row] = []
+def figures(portal: procs.Gunicorn, gunicorn: Any, env: dict[str, str], app: Any, scale: PullScale,
+            broken: Findings) -> list[Row]:
+    """Both figures against the running portal (PostgreSQL, production mode)."""
+    rows = [callback_to_pull_router(portal, app, scale, broken)]
+    bare = gunicorn("benchlib.bare_app:app", env, "bare-pull").start()
     try:
-        rows.append(callback_to_pull_router(portal, app, scale, broken))
-        bare = gunicorn("benchlib.bare_app:app", env, "bare-pull").start()
-        try:
-            rows.extend(fleet_syncs(portal, bare, app, scale, broken))
-        finally:
-            bare.stop()
+        rows.extend(fleet_syncs(portal, bare, app, scale, broken))
     finally:
-        portal.stop()
+        bare.stop()
     return rows
 
 
@@ -101,7 +98,7 @@ def callback_to_pull_router(portal: procs.Gunicorn, app: Any, scale: PullScale, 
     ]
     try:
         purchases = seed.seed_purchases(app, shop, scale.e2e_purchases, tag="PULL")
-        spread = 2.0 * interval
+        spread = scale.e2e_spread_intervals * interval
         client = load.Client(portal.url)
         sent_mono: dict[str, float] = {}
         sent_wall: dict[str, float] = {}
@@ -132,7 +129,7 @@ def callback_to_pull_router(portal: procs.Gunicorn, app: Any, scale: PullScale, 
     bar = interval + 1.0
     return Row(
         f"callback → user on a pull router p95 (sync every {interval} s)", f"{p95:.2f} s", f"<= {bar:.0f} s", p95 <= bar,
-        [f"{len(purchases)} callbacks over {2 * interval} s across {scale.e2e_routers} sandbox pulling routers syncing "
+        [f"{len(purchases)} callbacks over {scale.e2e_spread_intervals * interval} s across {scale.e2e_routers} sandbox pulling routers syncing "
          f"every {interval} s at random phases: median {median(to_user):.2f} s; callback → voucher active (acknowledged) "
          f"median {median(to_active):.2f} s, p95 {percentile(to_active, 95):.2f} s"],
     )
