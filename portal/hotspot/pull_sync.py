@@ -286,26 +286,35 @@ def sync(slug: str, token: str | None, body: Any, *, now: datetime | None = None
         raise
     params = _contact_params(slug, token, request, now)
     if not request.acks and db.engine.dialect.name == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            rows = conn.execute(_CONTACT_AND_WORK, params).all()
-        if not rows:
-            _refuse(slug, token)
-        router = SyncingRouter(rows[0].router_id, rows[0].router_slug, rows[0].interval, rows[0].hotspot_server)
-        work = [row for row in rows if row.id is not None]
+        router, work = _record_and_read_at_once(slug, token, params)
         if not work:
             return SyncAnswer(interval=router.interval, router_slug=router.slug, hotspot_server=router.hotspot_server)
     else:
-        found = db.session.execute(_RECORD_CONTACT, params).first()
-        if found is None:
-            db.session.rollback()
-            _refuse(slug, token)
-        router = SyncingRouter(found.router_id, found.router_slug, found.interval, found.hotspot_server)
+        router = _record_in_transaction(slug, token, params)
         if request.acks:
             acknowledge(router.id, request.acks, now)
         work = db.session.execute(_WORK, {"router_id": router.id, "now": now}).all()
     answer = _offer_work(router, work, now)
     db.session.commit()
     return answer
+
+
+def _record_and_read_at_once(slug: str, token: str | None, params: dict[str, Any]) -> tuple[SyncingRouter, list[Any]]:
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        rows = conn.execute(_CONTACT_AND_WORK, params).all()
+    if not rows:
+        _refuse(slug, token)
+    first = rows[0]
+    return (SyncingRouter(first.router_id, first.router_slug, first.interval, first.hotspot_server),
+            [row for row in rows if row.id is not None])
+
+
+def _record_in_transaction(slug: str, token: str | None, params: dict[str, Any]) -> SyncingRouter:
+    found = db.session.execute(_RECORD_CONTACT, params).first()
+    if found is None:
+        db.session.rollback()
+        _refuse(slug, token)
+    return SyncingRouter(found.router_id, found.router_slug, found.interval, found.hotspot_server)
 
 
 def _refuse(slug: str, token: str | None) -> NoReturn:
