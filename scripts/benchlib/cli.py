@@ -87,23 +87,24 @@ def run_all(args: argparse.Namespace, scale: figures.Scale, groups: set[str], lo
         fleet = seed.make_shop(app, boxes, email="fleet@bench.example")
         env = procs.portal_env(pg_url, production=True)
         portal = gunicorn("wsgi:app", env, "portal-pg").start()
+        bare = None
         try:
+            if groups & {"callbacks", "pull"}:  # the bare Flask app both compare with; idle in between
+                bare = gunicorn("benchlib.bare_app:app", env, "bare").start()
             if "callbacks" in groups:
                 rows.append(figures.callback_handling("PostgreSQL", portal.url, app, shop, scale, broken))
                 rows.append(_sqlite_handling(gunicorn, scale, log_dir, broken))
-                bare = gunicorn("benchlib.bare_app:app", env, "bare").start()
-                try:
-                    rows.extend(figures.callback_throughput(portal, bare, app, shop, scale, broken))
-                finally:
-                    bare.stop()
+                rows.extend(figures.callback_throughput(portal, bare, app, shop, scale, broken))
             if "router" in groups:
                 rows.extend(figures.callback_to_router(portal, env, app, fleet, boxes, scale, log_dir, broken))
             if "pages" in groups:
                 rows.append(figures.plans_ttfb(portal, fleet, scale, broken))
                 rows.append(figures.page_weight(portal, app, fleet, broken))
             if "pull" in groups:
-                rows.extend(pull.figures(portal, gunicorn, env, app, pull.QUICK if args.quick else pull.FULL, broken))
+                rows.extend(pull.figures(portal, bare, app, pull.QUICK if args.quick else pull.FULL, broken))
         finally:
+            if bare is not None:
+                bare.stop()
             portal.stop()
             for box in boxes:
                 box.stop()

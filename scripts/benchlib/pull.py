@@ -47,19 +47,12 @@ class PullScale:
 
 
 FULL = PullScale(False, 20, 15, 100, 2, 2000, 15.0, 5.0, 30.0, 24)
-QUICK = PullScale(True, 4, 5, 8, 1, 200, 15.0, 1.0, 3.0, 8)
+QUICK = PullScale(True, 3, 5, 6, 1, 100, 15.0, 1.0, 2.0, 6)
 
 
-def figures(portal: procs.Gunicorn, gunicorn: Any, env: dict[str, str], app: Any, scale: PullScale,
-            broken: Findings) -> list[Row]:
-    """Both figures against the running portal (PostgreSQL, production mode)."""
-    rows = [callback_to_pull_router(portal, app, scale, broken)]
-    bare = gunicorn("benchlib.bare_app:app", env, "bare-pull").start()
-    try:
-        rows.extend(fleet_syncs(portal, bare, app, scale, broken))
-    finally:
-        bare.stop()
-    return rows
+def figures(portal: procs.Gunicorn, bare: procs.Gunicorn, app: Any, scale: PullScale, broken: Findings) -> list[Row]:
+    """Both figures against the running portal (PostgreSQL, production mode) and the bare Flask app."""
+    return [callback_to_pull_router(portal, app, scale, broken), *fleet_syncs(portal, bare, app, scale, broken)]
 
 
 # --------------------------------------------------------------------------------------------
