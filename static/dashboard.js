@@ -13,3 +13,7 @@ document.addEventListener("click", function (event) {
     if (area) { area.focus(); area.select(); }
   }
 });
+document.addEventListener("click", function (event) {
+  var target = event.target;
+  if (target && target.matches && target.matches("[data-print]")) { window.print(); }
+});

@@ -11,7 +11,7 @@ from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ..core.form_fields import WholeNumberField
-from ..hotspot.voucher_batches import MAX_BATCH
+from ..hotspot.voucher_batches import MAX_BATCH, VOUCHER_VIEWS
 from ..models import PAYMENT_STATES, WEBHOOK_KINDS, WEBHOOK_STATES
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
@@ -82,6 +82,7 @@ class IssueVoucherForm(ReasonForm):
 
 class VoucherSearchForm(GetForm):
     q = StringField("Code or phone", validators=[Optional(), Length(max=20)])
+    status = SelectField("Show", choices=list(VOUCHER_VIEWS.items()), default="", validate_choice=True)
 
 
 class BatchForm(FlaskForm):

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from ..core.extensions import db
 from ..hotspot import activations
 from ..hotspot.login_context import HotspotContext
-from ..hotspot.vouchers import new_voucher_code, normalise_code
+from ..hotspot.vouchers import awaiting_payment, is_awaiting_payment, new_voucher_code, normalise_code
 from ..models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
 from ..owners import audit
 from ..owners.scope import NotFound, owned, via_paybill, via_router
@@ -272,7 +272,7 @@ def _assignable_voucher(user: User, payment: Payment, voucher_code: str) -> Vouc
     voucher = db.session.scalars(sa.select(Voucher).where(Voucher.code == code, owner_clause)).first() if code else None
     if voucher is None:
         raise ProblemActionError("No voucher of yours has that code.", field="voucher_code")
-    if voucher.status != "pending_payment":
+    if not is_awaiting_payment(voucher):
         _raise_if_resolved(payment)  # a double click: the first click paid this voucher
         raise ProblemActionError(
             f"Voucher {voucher.code} is already {voucher.status.replace('_', ' ')}; issue a new voucher instead.",
@@ -305,7 +305,7 @@ def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) ->
 def _mark_voucher_paid(voucher: Voucher, now: datetime) -> None:
     won = db.session.execute(
         sa.update(Voucher)
-        .where(Voucher.id == voucher.id, Voucher.status == "pending_payment")
+        .where(Voucher.id == voucher.id, awaiting_payment(Voucher))
         .values(status="paid", paid_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount == 1
@@ -354,7 +354,7 @@ def accept_underpaid(user: User, payment_id: int, *, reason: str, source_ip: str
     payment = _owned_row(Payment, payment_id, owned(Payment.owner_id, user))
     _raise_if_resolved(payment)
     voucher = db.session.get(Voucher, payment.voucher_id) if payment.voucher_id else None
-    if voucher is None or voucher.status != "pending_payment":
+    if voucher is None or not is_awaiting_payment(voucher):
         raise ProblemActionError("This payment's voucher cannot be activated; mark it resolved instead.")
     now = utcnow()
     _gate_payment(payment.id, "underpaid", status="paid", resolved_at=now,
