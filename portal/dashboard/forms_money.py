@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp, ValidationError
 
 from ..core.form_fields import WholeNumberField
@@ -120,6 +120,7 @@ class AssignPaymentForm(ReasonForm):
 class IssueVoucherForm(ReasonForm):
     plan_id = SelectField("Plan", coerce=int, validators=[InputRequired(message="Choose a plan.")])
     router_id = SelectField("Router", coerce=int, validators=[InputRequired(message="Choose a router.")])
+    allow_over_price = BooleanField("Issue it anyway if the plan costs more than was paid")
 
 
 class VoucherSearchForm(GetForm):
