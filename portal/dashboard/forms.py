@@ -109,6 +109,11 @@ class RouterForm(FlaskForm):
         description="Leave empty to use every hotspot server on the router.",
     )
     paybill_id = SelectField("Paybill or till", coerce=int, default=0)
+    wifi_name = StringField(
+        "Wi-Fi name",
+        validators=[Optional(), Length(max=64)],
+        description="The network customers join (SSID); printed on cash vouchers.",
+    )
 
     def __init__(self, *args: object, is_new: bool = True, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

@@ -73,6 +73,7 @@ def router_new():  # type: ignore[no-untyped-def]
             hotspot_server=(form.hotspot_server.data or "").strip() or None,
         )
         router.paybill_id = form.paybill_id.data or None
+        router.wifi_name = (form.wifi_name.data or "").strip() or None
         db.session.flush()
         _audit("router_added", router, f"{router.host}:{router.port}")
         db.session.commit()
@@ -99,7 +100,7 @@ def router_detail(router_id: int):  # type: ignore[no-untyped-def]
 def router_edit(router_id: int):  # type: ignore[no-untyped-def]
     router = get_owned_or_404(Router, router_id)
     # The API password is never loaded into the form: it cannot be sent back, even by mistake.
-    shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server")
+    shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server", "wifi_name")
     form = RouterForm(data={name: getattr(router, name) for name in shown}, is_new=False)
     form.paybill_id.choices = _paybill_choices(router.owner_id)
     if request.method == "GET":
@@ -116,6 +117,7 @@ def router_edit(router_id: int):  # type: ignore[no-untyped-def]
             paybill_id=form.paybill_id.data or None,
             password=form.api_password.data or None,
         )
+        router.wifi_name = (form.wifi_name.data or "").strip() or None
         _audit("router_changed", router, "API password changed" if form.api_password.data else None)
         db.session.commit()
         flash("Router saved.", "ok")
