@@ -23,3 +23,17 @@ document.querySelectorAll("[data-fill-from]").forEach(function (slot) {
     .then(function (answer) { return answer.ok ? answer.text() : null; })
     .then(function (html) { if (html) { slot.outerHTML = html; } });
 });
+// Phones: every table under .table-wrap becomes a list of cards (dashboard.css, max-width 40rem);
+// each cell is labelled with its column's heading, so any page's new table works unchanged.
+document.querySelectorAll(".table-wrap table").forEach(function (table) {
+  var headings = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+    return th.textContent.trim();
+  });
+  if (!headings.length) { return; }
+  table.querySelectorAll("tbody tr").forEach(function (row) {
+    Array.prototype.forEach.call(row.children, function (cell, index) {
+      if (!cell.hasAttribute("data-label")) { cell.setAttribute("data-label", headings[index] || ""); }
+    });
+  });
+  table.classList.add("cards");
+});
