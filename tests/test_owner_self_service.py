@@ -30,7 +30,7 @@ def mailbox() -> Iterator[SandboxMailbox]:
 @pytest.fixture
 def app_overrides(mailbox: SandboxMailbox) -> dict[str, Any]:
     return {"PORTAL_OPEN_SIGNUP": True, "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port,
-            "PORTAL_MAIL_USE_TLS": False, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": mailbox.port, "MAIL_USE_TLS": False}
+            "PORTAL_MAIL_USE_TLS": False}
 
 
 def _sign_up(b: Browser, email: str = "new@example.com", phone: str = "0712 345 678") -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from .. import create_app
@@ -23,9 +24,11 @@ from ..core.extensions import db
 from ..models import Plan, User
 from .daraja import SandboxDaraja
 from .hotspot import SandboxHotspot
+from .mail import ReceivedMail, SandboxMailbox
 from .router import SandboxRouter
 
 DEMO_OWNER = ("demo@example.com", "demo-password-123")
+DEMO_ADMIN = ("admin@example.com", "admin-password-123")  # the Owners page: lock or delete an owner
 DEMO_SLUG = "demo-cafe"
 CONSUMER_KEY, CONSUMER_SECRET = "demo-consumer-key", "demo-consumer-secret"
 SANDBOX_SHORTCODE = "174379"
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     portal_url = f"http://127.0.0.1:{port}"
     hotspot = SandboxHotspot(router_box, portal_url=f"{portal_url}/r/{DEMO_SLUG}", port=args.hotspot_port).start()
     router_box.add_host(hotspot.device_mac, hotspot.device_ip)
+    # Sign-up codes and password-reset links land in a local SMTP server and are printed here.
+    mailbox = SandboxMailbox(on_message=_print_mail).start()
 
     app = create_app(
         {
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             "DARAJA_BASE_URL": daraja.base_url,
             "PORTAL_BASE_URL": portal_url,
             "PORTAL_SCHEDULER": "inline",
+            "PORTAL_OPEN_SIGNUP": True,
+            "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port, "PORTAL_MAIL_USE_TLS": False,
         }
     )
     with app.app_context():
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         hotspot.stop()
         router_box.stop()
         daraja.stop()
+        mailbox.stop()
 
 
 def _free_port() -> int:
@@ -107,6 +115,8 @@ def _seed(router_box: SandboxRouter) -> None:
     from ..owners.paybills import create_paybill
 
     owner: User = create_owner(*DEMO_OWNER)
+    owner.business_name, owner.support_phone = "Demo Cafe", "0722 000 111"  # on printed vouchers
+    create_owner(*DEMO_ADMIN, admin=True)
     db.session.flush()
     paybill = create_paybill(
         owner=owner, number=SANDBOX_SHORTCODE, kind="paybill", consumer_key=CONSUMER_KEY,
@@ -114,14 +124,26 @@ def _seed(router_box: SandboxRouter) -> None:
     )
     db.session.flush()
     owner.default_paybill_id = paybill.id
-    create_router(
+    router = create_router(
         owner=owner, name="Demo Cafe", host=router_box.host, port=router_box.port,
         username=router_box.username, password=router_box.password, slug=DEMO_SLUG,
     )
+    router.wifi_name = "DemoCafe-WiFi"
     for order, (name, price, duration, data, rate) in enumerate(PLANS):
         db.session.add(Plan(owner_id=owner.id, name=name, price=price, duration_s=duration,
                             data_limit_bytes=data, rate_limit=rate, sort_order=order))
     db.session.commit()
+    from ..hotspot.voucher_batches import generate_batch
+
+    first_plan = db.session.scalars(sa.select(Plan).where(Plan.owner_id == owner.id).order_by(Plan.sort_order)).first()
+    generate_batch(owner, plan_id=first_plan.id, router_id=router.id, count=12, note="for the counter, December")
+
+
+def _print_mail(mail: ReceivedMail) -> None:
+    print(f"  [mail to {', '.join(mail.recipients)}] {mail.subject}", flush=True)
+    for line in mail.body.splitlines():
+        if "http" in line or "code is" in line:
+            print(f"      {line.strip()}", flush=True)
 
 
 def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter) -> None:
@@ -134,7 +156,9 @@ def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, r
         "  0700 099 999 never answers (reconciliation and a manual C2B payment can settle it).\n\n"
         f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox\n"
         f"  Sandbox router API:            {router_box.host}:{router_box.port} (user {router_box.username})\n"
-        f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n",
+        f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n"
+        f"  Admin (Owners page):           {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
+        f"  Owner sign-up:                 {portal_url}/dashboard/sign-up  (codes and reset links print here)\n",
         flush=True,
     )
 
