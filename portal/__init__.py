@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 
 from .core.config import load_settings
+
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -41,13 +44,16 @@ def _configure_logging(app: Flask) -> None:
 
 def _init_extensions(app: Flask) -> None:
     from .core import database
-    from .core.extensions import csrf, db, login_manager, mail, migrate
+    from .core.extensions import babel, csrf, db, login_manager, mail, migrate
 
     db.init_app(app)
     mail.init_app(app)
     database.install_sqlite_pragmas(app)
     migrate.init_app(app, db, directory="portal/migrations")
     csrf.init_app(app)
+    babel.init_app(app, default_translation_directories=str(TRANSLATIONS), locale_selector=_page_language)
+    # Form errors are our own sentences (captive.wording); WTForms' catalogs would only cost time.
+    app.config.setdefault("WTF_I18N_ENABLED", False)
     # Only dashboard templates read current_user (they get it from the dashboard blueprint), so a
     # customer page never loads a user.
     login_manager.init_app(app, add_context_processor=False)
@@ -58,6 +64,11 @@ def _init_extensions(app: Flask) -> None:
     from .owners import accounts  # noqa: F401  (registers the user loader)
 
     install_cache_invalidation()
+
+
+def _page_language() -> str:
+    # The captive blueprint chooses the customer's language (?lang=, cookie, browser) into g.lang.
+    return g.get("lang", "en")
 
 
 def _register_blueprints(app: Flask) -> None:

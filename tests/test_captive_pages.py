@@ -14,13 +14,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from portal.captive.i18n import TEXT
 from portal.captive.router_login import chap_password
 from portal.core.extensions import db
 from portal.models import Activation, AuditLog, Payment, Voucher, utcnow
-from portal.mpesa.result_codes import meaning_of
 
 from .conftest import form_fields
+from .wording import TEXT, meaning_of
 
 CHAP_ID = "\\371"
 CHAP_CHALLENGE = "\\357\\015\\330\\013\\124\\045\\266\\001\\202\\377\\000\\017\\100\\200\\221\\033"

@@ -33,8 +33,10 @@ from portal.mpesa.errors import (
     InvalidPhoneNumber,
 )
 from portal.mpesa.phones import mask_phone, normalise_phone
-from portal.mpesa.result_codes import meaning_of, refusal_reason, rejection_message
+from portal.mpesa.result_codes import refusal_reason
 from portal.sandbox.daraja import SANDBOX_PASSKEY, CallbackReceiver, SandboxDaraja
+
+from .wording import meaning_of, rejection_message
 
 KEY, SECRET = "test-consumer-key", "test-consumer-secret-5ab1"
 STORE, TILL, STORE_PASSKEY = "600100", "5123456", "store-passkey-77c3"

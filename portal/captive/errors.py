@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import g, render_template, request
 
-from .i18n import choose_language, texts
+from .language import choose_language
+from .wording import say
 
 
 def render_error_page(code: int, heading: str, message: str):  # type: ignore[no-untyped-def]
     g.lang = choose_language(request)
-    g.t = texts(g.lang)
     if code == 404:
-        heading, message = g.t["not_found"], ""
+        heading, message = say("not_found"), ""
     elif code >= 500:
-        heading, message = g.t["error_page"], ""
+        heading, message = say("error_page"), ""
     return render_template("captive/error.html", heading=heading, message=message), code

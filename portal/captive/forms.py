@@ -1,4 +1,4 @@
-"""Customer forms. Error messages are keys into ``i18n.TEXT``, so every error shows in the page's language.
+"""Customer forms. Error messages are keys into ``wording.WORDS``, so every error shows in the page's language.
 
 The router's login variables travel in every form as plain hidden inputs (``hotspot_params``), not
 as form fields: three forms with six fields each cost more to build than the rest of the page."""

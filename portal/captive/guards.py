@@ -16,10 +16,8 @@ from ..core.rate_limits import (
     PUSH_PER_PHONE_HOUR,
     PUSH_PER_PHONE_MINUTE,
     Limit,
-    RateLimited,
 )
 from ..hotspot.login_context import HotspotContext
-from .i18n import describe_wait, texts
 
 
 def device_of(ctx: HotspotContext, client: str | None) -> str:
@@ -41,7 +39,3 @@ def code_checks(kind: str, ctx: HotspotContext, client: str | None) -> list[tupl
         (f"{kind}:device:{device_of(ctx, client)}", CODE_TRIES_PER_DEVICE),
         (f"{kind}:client:{client or 'unknown'}", CODE_TRIES_PER_CLIENT),
     ]
-
-
-def limited_message(exc: RateLimited, lang: str) -> str:
-    return texts(lang)[f"rl_{exc.limit.name}"].format(wait=describe_wait(exc.retry_after_s, lang))

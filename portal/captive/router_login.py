@@ -70,7 +70,7 @@ def router_login(ctx: HotspotContext, code: str, *, page_is_https: bool) -> Rout
     return RouterLogin(ctx.link_login_only, fields, method)
 
 
-# errors.txt texts RouterOS puts in $(error) (reference/mikrotik.md §4.3) → an i18n key.
+# errors.txt texts RouterOS puts in $(error) (reference/mikrotik.md §4.3) → a key into wording.WORDS.
 _ROUTER_ERRORS = (
     ("invalid username or password", "rerr_invalid"),
     ("not allowed to log in from this mac", "rerr_mac"),
@@ -86,7 +86,7 @@ _ROUTER_ERRORS = (
 
 
 def router_error_key(text: str | None) -> str | None:
-    """The i18n key for the router's ``error`` variable; ``rerr_other`` for texts we do not know."""
+    """The wording key for the router's ``error`` variable; ``rerr_other`` for texts we do not know."""
     if not text:
         return None
     lowered = text.lower()

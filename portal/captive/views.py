@@ -27,10 +27,11 @@ from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
 from . import bp
 from .forms import BuyForm, ReceiptForm, RetryForm, VoucherForm
-from .guards import code_checks, limited_message, push_checks
+from .guards import code_checks, push_checks
 from .hotspot_params import PARAM_NAMES, as_hidden_inputs, as_params, context_from, from_form, router_error
-from .i18n import COOKIE, choose_language, describe_wait, texts
+from .language import COOKIE, NAMES, choose_language, other_language
 from .router_login import router_error_key, router_login
+from .wording import describe_duration, describe_wait, limited_message, say, status_message
 
 PHONE_COOKIE = "phone"
 
@@ -38,7 +39,6 @@ PHONE_COOKIE = "phone"
 @bp.before_request
 def _language() -> None:
     g.lang = choose_language(request)
-    g.t = texts(g.lang)
 
 
 @bp.after_request
@@ -87,10 +87,9 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
         form.phone.errors = ["err_phone_invalid"]
         return _render_plans(router, ctx, buy=form, status=400)
     except RateLimited as exc:
-        return _render_plans(router, ctx, buy=form, notice=limited_message(exc, g.lang), status=429)
+        return _render_plans(router, ctx, buy=form, notice=limited_message(exc), status=429)
     except purchase.PurchaseError as exc:
-        message = exc.customer_message_sw if g.lang == "sw" else exc.customer_message
-        return _render_plans(router, ctx, buy=form, notice=message, status=503)
+        return _render_plans(router, ctx, buy=form, notice=say(exc.reason), status=503)
     response = redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
     # The number is remembered on this device only (a cookie), never looked up on the server.
     response.set_cookie(PHONE_COOKIE, form.phone.data.strip()[:20], max_age=180 * 86400, samesite="Lax", httponly=True)
@@ -107,7 +106,7 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     try:
         record_attempt(code_checks("voucher", ctx, request.remote_addr))
     except RateLimited as exc:
-        form.code.errors = [limited_message(exc, g.lang)]
+        form.code.errors = [limited_message(exc)]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=429)
     voucher = recovery.voucher_for_login(router, form.code.data)
     if voucher is None:
@@ -134,13 +133,13 @@ def receipt(slug: str):  # type: ignore[no-untyped-def]
     try:
         record_attempt(code_checks("receipt", ctx, request.remote_addr))
     except RateLimited as exc:
-        form.receipt.errors = [limited_message(exc, g.lang)]
+        form.receipt.errors = [limited_message(exc)]
         return _render_plans(router, ctx, receipt=form, open_="receipt", status=429)
     found = recovery.recover_by_receipt(router, form.receipt.data, ctx)
     if found.outcome in ("found", "claimed") and found.payment is not None:
         return redirect(url_for("captive.wait", purchase_id=found.payment.public_id), code=303)
     error = {"underpaid": "err_underpaid", "too_little": "err_too_little", "used_up": "err_used_up"}
-    form.receipt.errors = [g.t[error.get(found.outcome, "err_receipt_not_found")].format(amount=found.amount)]
+    form.receipt.errors = [say(error.get(found.outcome, "err_receipt_not_found"), amount=found.amount)]
     return _render_plans(
         router, ctx, receipt=form, open_="receipt", status=404 if found.outcome == "not_found" else 200
     )
@@ -170,11 +169,9 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
         record_attempt(push_checks(payment.phone, ctx, request.remote_addr), token=form.purchase_key.data or None)
         again = recovery.purchase_again(payment, idempotency_key=form.purchase_key.data or None)
     except RateLimited as exc:
-        return _render_wait(payment, notice=limited_message(exc, g.lang), status_code=429)
+        return _render_wait(payment, notice=limited_message(exc), status_code=429)
     except purchase.PurchaseError as exc:
-        return _render_wait(
-            payment, notice=exc.customer_message_sw if g.lang == "sw" else exc.customer_message, status_code=503
-        )
+        return _render_wait(payment, notice=say(exc.reason), status_code=503)
     return redirect(url_for("captive.wait", purchase_id=again.public_id), code=303)
 
 
@@ -183,7 +180,10 @@ def status(purchase_id: str):  # type: ignore[no-untyped-def]
     payment = customer_status.find_purchase(purchase_id)
     if payment is None:
         return jsonify({"error": "not found"}), 404
-    response = make_response(jsonify(customer_status.purchase_status(payment).as_json(g.lang)))
+    found = customer_status.purchase_status(payment)
+    response = make_response(
+        jsonify({"status": found.status, "voucher": found.voucher, "message": status_message(found)})
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -214,13 +214,13 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         "captive/wait.html",
         payment=payment,
         status=status,
-        message=status.message_sw if g.lang == "sw" else status.message_en,
+        message=status_message(status),
         notice=notice,
         masked_phone=mask_phone(payment.phone) if payment.phone else "",
         seconds_left=seconds_left,
         login=login,
         retry_form=retry_form,
-        retry_wait=describe_wait(retry_wait, g.lang) if retry_wait else None,
+        retry_wait=describe_wait(retry_wait) if retry_wait else None,
         back_url=_plans_url(router, ctx) if router else None,
         receipt_url=_plans_url(router, ctx, show="receipt") if router else None,
         refresh=status.status in ("pending", "paid"),
@@ -258,7 +258,7 @@ def _render_plans(
             receipt_form=receipt,
             notice=notice,
             open_=open_,
-            describe_duration=catalogue.describe_duration,
+            describe_duration=describe_duration,
             describe_bytes=catalogue.describe_bytes,
             lang_url=_plans_url(router, ctx, other=True),
             hotspot_inputs=as_hidden_inputs(ctx),
@@ -275,7 +275,7 @@ def _plans_on_sale(router: Router | catalogue.Storefront) -> tuple[catalogue.Pla
 def _router_refusal(args: Any) -> dict[str, str] | None:
     raw = router_error(args)
     key = router_error_key(raw)
-    return {"heading": g.t["router_refused"], "text": g.t[key], "raw": raw or ""} if key else None
+    return {"heading": say("router_refused"), "text": say(key), "raw": raw or ""} if key else None
 
 
 @bp.errorhandler(CSRFError)
@@ -285,10 +285,10 @@ def _expired_form(_exc: CSRFError):  # type: ignore[no-untyped-def]
     args = request.view_args or {}
     if "purchase_id" in args:
         payment = customer_status.find_purchase(args["purchase_id"]) or abort(404)
-        return _render_wait(payment, notice=g.t["err_expired_form"], status_code=400)
+        return _render_wait(payment, notice=say("err_expired_form"), status_code=400)
     router = _router(args.get("slug", ""))
     ctx = context_from({name: request.form.get(name.replace("-", "_"), "") for name in PARAM_NAMES})
-    return _render_plans(router, ctx, notice=g.t["err_expired_form"], status=400)
+    return _render_plans(router, ctx, notice=say("err_expired_form"), status=400)
 
 
 def _plans_url(router: Router | catalogue.Storefront, ctx: HotspotContext, *, other: bool = False, show: str | None = None) -> str:
@@ -302,7 +302,7 @@ def _plans_url(router: Router | catalogue.Storefront, ctx: HotspotContext, *, ot
 
 
 def _other_lang() -> str:
-    return "en" if g.lang == "sw" else "sw"
+    return other_language(g.lang)
 
 
 def _private(page: Any, status_code: int = 200):  # type: ignore[no-untyped-def]
@@ -353,5 +353,13 @@ def describe_speed(rate_limit: str | None) -> str | None:
 def merge_lang(args, current: str) -> str:  # type: ignore[no-untyped-def]
     """The current query string with the other language chosen (pages without their own switch URL)."""
     merged = {k: v for k, v in args.items() if k != "lang"}
-    merged["lang"] = "en" if current == "sw" else "sw"
+    merged["lang"] = other_language(current)
     return urlencode(merged)
+
+
+bp.add_app_template_global(say)  # for the forms' error keys (captive/_errors.html)
+
+
+@bp.app_template_global()
+def language_name(lang: str) -> str:
+    return NAMES[lang]

@@ -38,14 +38,12 @@ def plan_for_router(router: Router, plan_id: int | None) -> Plan | None:
     return next((p for p in plans_for_router(router) if p.id == plan_id), None)
 
 
-def describe_duration(seconds: int, lang: str = "en") -> str:
-    units = [(86400, "day", "siku"), (3600, "hour", "saa"), (60, "minute", "dakika")]
-    for size, en, sw in units:
+def describe_duration(seconds: int) -> str:
+    """A plan's length for the owner's pages ("3 hours"); the captive pages word it per language."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
         if seconds % size == 0 and seconds >= size:
             n = seconds // size
-            if lang == "sw":
-                return f"{sw} {n}"
-            return f"{n} {en}{'s' if n != 1 else ''}"
+            return f"{n} {unit}{'s' if n != 1 else ''}"
     return f"{seconds} s"
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from ..core.extensions import db
 from ..models import Payment, StkInitiation
 from ..mpesa.errors import DarajaRejected
-from ..mpesa.result_codes import meaning_of, rejection_message
+from ..mpesa.result_codes import meaning_of, refusal_reason
 
 
 def find_purchase(public_id: str) -> Payment | None:
@@ -21,86 +20,52 @@ def find_purchase(public_id: str) -> Payment | None:
 
 @dataclass(frozen=True)
 class PurchaseStatus:
+    """Where a purchase stands, as facts; the captive blueprint words them for the customer."""
+
     status: str  # pending | paid | active | failed | expired
     voucher: str | None
-    message_en: str
-    message_sw: str
-    reason: str = ""  # result meaning key, for the page to choose its next step
+    # Why, for the page to choose its words and next step: "active", "paid", "pending", "slow"
+    # (the push's outcome is unknown), "underpaid", "expired", "refused" (Daraja refused the push;
+    # see ``refusal``), or the result code's meaning for a failed payment (see ``result_code``).
+    reason: str
     can_retry: bool = False
-
-    def as_json(self, lang: str = "en") -> dict[str, Any]:
-        message = self.message_sw if lang == "sw" else self.message_en
-        return {"status": self.status, "voucher": self.voucher, "message": message}
+    result_code: str | None = None
+    refusal: str | None = None  # mpesa.result_codes.refusal_reason of a refused push
+    amount: int | None = None  # KES received, for "underpaid"
+    amount_expected: int | None = None  # KES the plan costs, for "underpaid"
 
 
 def purchase_status(payment: Payment) -> PurchaseStatus:
     """The customer's view of a purchase. The voucher code is shown only once the money is in."""
     voucher = payment.voucher
     if voucher is not None and voucher.status == "active":
-        return PurchaseStatus(
-            "active", voucher.code, "You are online. Save your voucher code.", "Uko mtandaoni. Hifadhi nambari yako."
-        )
+        return PurchaseStatus("active", voucher.code, "active")
     if payment.status == "paid":
-        return PurchaseStatus(
-            "paid",
-            voucher.code if voucher else None,
-            "Payment received. Connecting you to the internet…",
-            "Malipo yamepokelewa. Tunakuunganisha kwenye mtandao…",
-        )
+        return PurchaseStatus("paid", voucher.code if voucher else None, "paid")
     if payment.status == "underpaid":
         return PurchaseStatus(
-            "failed",
-            None,
-            f"We received KES {payment.amount}, less than the plan price of KES {payment.amount_expected}. "
-            "Show your M-Pesa message to the hotspot owner.",
-            f"Tumepokea KES {payment.amount}, chini ya bei ya KES {payment.amount_expected}. "
-            "Onyesha ujumbe wako wa M-Pesa kwa mwenye hotspot.",
-            reason="underpaid",
+            "failed", None, "underpaid", amount=payment.amount, amount_expected=payment.amount_expected
         )
     initiation = _latest_initiation(payment)
     if payment.status == "failed":
         return _failed_status(payment, initiation)
     if payment.status == "expired" or (initiation is not None and initiation.status == "expired"):
-        return PurchaseStatus(
-            "expired",
-            None,
-            "We did not hear from M-Pesa in time. If money left your account, enter the M-Pesa code from your SMS.",
-            "Hatukupata jibu la M-Pesa kwa wakati. Kama pesa imetoka, weka nambari ya M-Pesa kutoka kwa SMS.",
-            reason="expired",
-            can_retry=True,
-        )
+        return PurchaseStatus("expired", None, "expired", can_retry=True)
     if initiation is not None and initiation.outcome_unknown and initiation.checkout_request_id is None:
-        return PurchaseStatus(
-            "pending",
-            None,
-            "M-Pesa is slow to answer. If a prompt appears on your phone, enter your PIN; if not, try again in a minute.",
-            "M-Pesa inachelewa kujibu. Ujumbe ukifika kwenye simu yako, weka PIN; usipofika, jaribu tena baada ya dakika moja.",
-            reason="slow",
-        )
-    return PurchaseStatus(
-        "pending",
-        None,
-        "Check your phone and enter your M-Pesa PIN.",
-        "Angalia simu yako na uweke PIN yako ya M-Pesa.",
-    )
+        return PurchaseStatus("pending", None, "slow")
+    return PurchaseStatus("pending", None, "pending")
 
 
 def _failed_status(payment: Payment, initiation: StkInitiation | None) -> PurchaseStatus:
     code = (initiation.result_code if initiation else None) or payment.result_code
-    meaning = meaning_of(code)
-    if initiation is not None and initiation.checkout_request_id is None and initiation.customer_message:
-        # Daraja refused the push itself; its reason was translated when it happened.
-        return PurchaseStatus(
-            "failed", None, initiation.customer_message, _refusal_sw(initiation), reason="refused", can_retry=True
+    if initiation is not None and initiation.checkout_request_id is None and initiation.status == "failed":
+        # Daraja refused the push itself (or it could not be sent): rebuild its reason from the row.
+        refused = DarajaRejected(
+            initiation.result_desc or "", error_code=initiation.result_code, error_message=initiation.result_desc
         )
-    return PurchaseStatus(
-        "failed", None, meaning.text_en, meaning.text_sw, reason=meaning.reason, can_retry=meaning.can_retry
-    )
-
-
-def _refusal_sw(initiation: StkInitiation) -> str:
-    exc = DarajaRejected(initiation.result_desc or "", error_code=initiation.result_code, error_message=initiation.result_desc)
-    return rejection_message(exc)[1]
+        return PurchaseStatus("failed", None, "refused", can_retry=True, refusal=refusal_reason(refused))
+    meaning = meaning_of(code)
+    return PurchaseStatus("failed", None, meaning.reason, can_retry=meaning.can_retry, result_code=meaning.code)
 
 
 def _latest_initiation(payment: Payment) -> StkInitiation | None:

@@ -18,7 +18,6 @@ from ..hotspot.vouchers import new_voucher_code
 from ..models import Paybill, Payment, Plan, Router, StkInitiation, Voucher, utcnow
 from ..mpesa.errors import DarajaError, DarajaUnavailable
 from ..mpesa.phones import mask_phone, normalise_phone
-from ..mpesa.result_codes import rejection_message
 from ..owners.paybills import paybill_for_router, prepare_daraja_call
 from . import webhook_log
 
@@ -28,12 +27,12 @@ TRANSACTION_DESC = "WiFi access"  # Daraja's TransactionDesc: at most 13 charact
 
 
 class PurchaseError(Exception):
-    """The purchase cannot start; ``customer_message`` says why in words a customer understands."""
+    """The purchase cannot start. ``reason`` says why ("no_paybill", "plan_gone"); the captive
+    blueprint words it for the customer."""
 
-    def __init__(self, customer_message: str, customer_message_sw: str | None = None) -> None:
-        super().__init__(customer_message)
-        self.customer_message = customer_message
-        self.customer_message_sw = customer_message_sw or customer_message
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,9 +51,8 @@ def start_purchase(
 
     Rows are committed before the push is sent, so a refused or timed-out push is still on record,
     and a double-submitted form (same ``idempotency_key``) finds the first purchase instead of
-    pushing again. Raises ``InvalidPhoneNumber`` (customer's words in ``.customer_message``) or
-    ``PurchaseError``. Daraja refusing the push is not an exception: the returned payment is failed
-    and its initiation carries Daraja's reason.
+    pushing again. Raises ``InvalidPhoneNumber`` or ``PurchaseError``. Daraja refusing the push is
+    not an exception: the returned payment is failed and its initiation carries Daraja's reason.
     """
     msisdn = normalise_phone(phone)
     existing = _purchase_with_key(idempotency_key)
@@ -62,10 +60,7 @@ def start_purchase(
         return existing
     paybill = paybill_for_router(router)
     if paybill is None:
-        raise PurchaseError(
-            "This hotspot cannot take M-Pesa payments right now. Please ask the owner.",
-            "Hotspot hii haiwezi kupokea malipo ya M-Pesa sasa hivi. Tafadhali muulize mwenyewe.",
-        )
+        raise PurchaseError("no_paybill")
     try:
         payment, initiation = _record_new_purchase(router, plan, paybill, msisdn, hotspot, idempotency_key)
     except IntegrityError:
@@ -166,11 +161,9 @@ def _send_push(paybill: Paybill, payment: Payment, initiation: StkInitiation) ->
 
 
 def _mark_push_refused(payment: Payment, initiation: StkInitiation, exc: DarajaError) -> None:
-    text_en, _ = rejection_message(exc)
     initiation.status = "failed"
     initiation.result_code = (exc.error_code or type(exc).__name__)[:32]
     initiation.result_desc = (exc.error_message or str(exc))[:300]
-    initiation.customer_message = text_en[:300]
     initiation.completed_at = utcnow()
     payment.status = "failed"
     payment.result_code = initiation.result_code

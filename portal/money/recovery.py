@@ -174,9 +174,6 @@ def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
     voucher, router = payment.voucher, payment.router
     plan = catalogue.plan_for_router(router, voucher.plan_id) if voucher and router else None
     if plan is None or router is None or not payment.phone:
-        raise purchase.PurchaseError(
-            "This package is no longer on sale here. Please choose another one.",
-            "Kifurushi hiki hakiuzwi tena hapa. Tafadhali chagua kingine.",
-        )
+        raise purchase.PurchaseError("plan_gone")
     hotspot = HotspotContext.from_json(payment.hotspot_json)
     return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=idempotency_key)

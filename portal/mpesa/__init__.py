@@ -20,7 +20,7 @@ from .errors import (
     InvalidPhoneNumber,
 )
 from .phones import mask_phone, normalise_phone
-from .result_codes import ResultMeaning, meaning_of, rejection_message
+from .result_codes import ResultMeaning, meaning_of, refusal_reason
 
 __all__ = [
     "CachedToken",
@@ -41,5 +41,5 @@ __all__ = [
     "mask_phone",
     "meaning_of",
     "normalise_phone",
-    "rejection_message",
+    "refusal_reason",
 ]
