@@ -140,7 +140,7 @@ def test_every_router_is_a_choice_and_none_ticked_is_refused(app, signed_in, mak
     first, second = make_router(owner, name="First"), make_router(owner, name="Second")
     page = b.get("/dashboard/plans/new").text
     assert '<input checked id="sold_on-0" name="sold_on" type="radio" value="all">' in page
-    assert "Every router (also routers added later)" in page and page.count('type="checkbox"') == 2
+    assert "Every router (also routers added later)" in page and page.count('name="router_ids" type="checkbox"') == 2
 
     refused = b.post("/dashboard/plans/new", _form(name="None ticked", sold_on="some"))
     assert refused.status_code == 400
