@@ -142,5 +142,5 @@ def _count_sessions(conn: object) -> RouterAnswer:
 
 
 def forget_answers() -> None:
-    """Drop the cached answers (tests; and after a router is edited, its next view asks again)."""
+    """Drop the cached answers, so the next view asks every router again (tests use it)."""
     _answers().cache.clear()
