@@ -120,6 +120,7 @@ def _ask(answers: _Answers, router_id: int) -> Future[RouterAnswer]:
         except Exception as exc:  # e.g. a password that no longer decrypts: say so, never fail the page
             done: Future[RouterAnswer] = Future()
             done.set_result(RouterAnswer(None, f"{type(exc).__name__}"))
+            answers.cache.put(router_id, done.result())
             return done
         future = _ask_pool().submit(_count_sessions, conn)
         answers.in_flight[router_id] = future

@@ -264,7 +264,7 @@ def _closed_totals_cache() -> LockedTTLCache[tuple[int, int]]:
                                                                                      max_entries=5_000))
 
 
-INLINE_TOTAL_ROWS = 20_000  # more rows than this, and an uncached total is added up on its own request
+INLINE_TOTAL_ROWS = 5_000  # more rows than this, and an uncached total is added up on its own request
 
 
 def payment_totals(user: User, flt: PaymentFilter, *, now: datetime | None = None,
@@ -276,25 +276,29 @@ def payment_totals(user: User, flt: PaymentFilter, *, now: datetime | None = Non
     midnight are added up once per filter and kept TOTALS_CLOSED_TTL_S (a hand-settled payment
     shows in the total within five minutes), and today's rows are added up live.
 
-    ``inline_only``: return None instead of adding up more than INLINE_TOTAL_ROWS uncached rows,
-    so the list page stays fast; the page then fetches the total from its own URL.
+    ``inline_only``: return None instead of adding up more than INLINE_TOTAL_ROWS rows (today's,
+    and the closed days' when they are not cached), so the list page stays fast; the page then
+    fetches the total from its own URL.
     """
     today_start = nairobi_day_start(nairobi_today(now or utcnow()))
     cache = _closed_totals_cache()
     closed_key = ("all" if user.is_admin else user.id, flt, today_start)
     closed = cache.get(closed_key, lambda: None)
-    if closed is None:
-        if inline_only and _more_rows_than(user, flt, INLINE_TOTAL_ROWS, before=today_start):
+    if inline_only:
+        # The rows this call would add up: today's, and the closed days' unless cached.
+        to_add = [Payment.created_at >= today_start] if closed is not None else []
+        if _more_rows_than(user, flt, INLINE_TOTAL_ROWS, *to_add):
             return None
+    if closed is None:
         closed = _sum(user, flt, before=today_start)
         cache.put(closed_key, closed)
     live = _sum(user, flt, since=today_start)
     return PaymentTotals(closed[0] + live[0], closed[1] + live[1])
 
 
-def _more_rows_than(user: User, flt: PaymentFilter, limit: int, *, before: datetime) -> bool:
+def _more_rows_than(user: User, flt: PaymentFilter, limit: int, *where: sa.ColumnElement[bool]) -> bool:
     # Counting up to a limit walks at most that many index entries, whatever the table holds.
-    capped = sa.select(Payment.id).where(*flt.clauses(user), Payment.created_at < before).limit(limit + 1).subquery()
+    capped = sa.select(Payment.id).where(*flt.clauses(user), *where).limit(limit + 1).subquery()
     return (db.session.scalar(sa.select(sa.func.count()).select_from(capped)) or 0) > limit
 
 
