@@ -5,6 +5,7 @@ tables become cards."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -167,3 +168,39 @@ def test_a_laptop_shows_the_menu_without_a_button(app, busy_shop, screens):
     screen.sign_in(busy_shop.owner.email)
     assert screen.page.is_visible("nav a[href='/dashboard/plans']")
     assert not screen.page.is_visible("label.nav-button")
+
+
+@pytest.mark.parametrize(("layout", "pages"), [("a4-24", 1), ("a4-12", 2), ("a4-8", 3)])
+def test_a4_sheets_print_8_12_or_24_cards_a_page(layout, pages, app, shop, screens):
+    from portal.hotspot.voucher_batches import generate_batch
+
+    shop.owner.business_name, shop.owner.support_phone = "Mama Njeri Cafe", "0722 000 111"
+    shop.router.wifi_name = "MamaNjeri-WiFi"
+    db.session.commit()
+    generate_batch(shop.owner, plan_id=shop.plan.id, router_id=shop.router.id, count=24)
+    first = db.session.query(Voucher).filter(Voucher.source == "batch").order_by(Voucher.id).first()
+    screen = screens(f"print-{layout}", LAPTOP)
+    screen.sign_in(shop.owner.email)
+    screen.page.goto(f"{app.live_url}/dashboard/vouchers/{first.id}/batch/print?layout={layout}")
+    screen.page.emulate_media(media="print")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    screen.page.screenshot(path=str(SCREENSHOTS / f"dashboard-print-{layout}.png"), full_page=True)
+
+    pdf = screen.page.pdf(prefer_css_page_size=True)
+
+    assert len(re.findall(rb"/Type\s*/Page(?!s)", pdf)) == pages  # page objects, not the /Pages tree
+
+
+def test_the_thermal_layout_prints_on_a_58_mm_roll(app, shop, screens):
+    from portal.hotspot.voucher_batches import generate_batch
+
+    generate_batch(shop.owner, plan_id=shop.plan.id, router_id=shop.router.id, count=2)
+    first = db.session.query(Voucher).filter(Voucher.source == "batch").order_by(Voucher.id).first()
+    screen = screens("print-thermal", LAPTOP)
+    screen.sign_in(shop.owner.email)
+    screen.page.goto(f"{app.live_url}/dashboard/vouchers/{first.id}/batch/print?layout=thermal-58")
+
+    pdf = screen.page.pdf(prefer_css_page_size=True)
+
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)", pdf)
+    assert boxes and all(abs(float(width) - 58 / 25.4 * 72) < 2 for width, _ in boxes)  # 58 mm wide pages
