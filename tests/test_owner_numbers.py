@@ -93,9 +93,11 @@ def test_paid_to_router_runs_from_the_callbacks_arrival_to_the_routers_login(app
 
     median = reports.build_overview(shop.owner).median_paid_to_router_s
 
-    from_callback = (voucher.activated_at - callback.received_at).total_seconds()
-    assert median is not None and median >= 0.5  # profile, user and login: several slow commands
-    assert abs(median - from_callback) < 0.25  # paid_at is stamped while that callback is processed
+    # The start is stamped while that callback is processed (within its request, right after it
+    # was stored); the end when the router took the voucher and logged the device in.
+    assert callback.received_at <= voucher.paid_at < callback.received_at + timedelta(seconds=2)
+    assert median == (voucher.activated_at - voucher.paid_at).total_seconds()
+    assert median >= 0.5  # profile, user and login on a slow router: several quarter-second commands
 
 
 def test_the_jobs_warning_only_for_jobs_really_overdue(app, shop, signed_in):
