@@ -6,12 +6,11 @@
     // One tap, one request: a second tap while the first is on its way sends nothing.
     b.form.addEventListener("submit", function () { setTimeout(function () { b.disabled = true; }, 0); });
   });
-  // Later choices (no prompt? send again) appear when the server said they would.
-  Array.prototype.forEach.call(document.querySelectorAll("[data-show-in]"), function (el) {
-    setTimeout(function () { el.hidden = false; }, 1000 * parseInt(el.getAttribute("data-show-in"), 10));
-  });
-  Array.prototype.forEach.call(document.querySelectorAll("[data-reload-in]"), function (el) {
-    setTimeout(function () { window.location.reload(); }, 1000 * parseInt(el.getAttribute("data-reload-in"), 10));
+  // Later choices (no prompt? send again) come from the server when it said they would, so the
+  // page shows them with fresh facts (how long the rate limit still holds).
+  Array.prototype.forEach.call(document.querySelectorAll("[data-show-in],[data-reload-in]"), function (el) {
+    var s = el.getAttribute("data-show-in") || el.getAttribute("data-reload-in");
+    setTimeout(function () { window.location.reload(); }, 1000 * parseInt(s, 10) + 500);
   });
   var copy = $("copy"), code = $("code");
   if (copy && code) {

@@ -226,6 +226,18 @@ def brand_logo(brand_id: int):  # type: ignore[no-untyped-def]
     return response
 
 
+@bp.get("/accent/<colour>.css")
+def accent_css(colour: str):  # type: ignore[no-untyped-def]
+    """The owner's accent colour as a one-rule stylesheet: pages allow no inline style (CSP), and
+    the file depends only on its URL, so a phone fetches it once."""
+    if len(colour) != 6 or any(ch not in "0123456789abcdef" for ch in colour):
+        abort(404)
+    response = make_response(f":root{{--a:#{colour}}}")
+    response.headers["Content-Type"] = "text/css; charset=utf-8"
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
 @bp.get("/favicon.ico")
 def favicon():  # type: ignore[no-untyped-def]
     # Browsers ask for it on every site; answering (and letting them cache it) saves a 2G round trip.
