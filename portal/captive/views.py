@@ -454,6 +454,8 @@ def merge_lang(args, current: str) -> str:  # type: ignore[no-untyped-def]
 
 
 bp.add_app_template_global(say)  # for the forms' error keys (captive/_errors.html)
+# Pages drawn without a router (error pages) show no brand; a page with one passes its own.
+bp.add_app_template_global(brands.NO_BRAND, "brand")
 
 
 @bp.app_template_global()

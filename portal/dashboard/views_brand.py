@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
+from ..core.extensions import db
 from ..hotspot import brands
 from ..models import Router, User
 from ..owners import audit
@@ -50,6 +51,7 @@ def _brand_page(owner: User, router: Router | None):  # type: ignore[no-untyped-
                 object_id=router.id if router else owner.id,
                 source_ip=client_ip(),
             )
+            db.session.commit()
             flash("Customer page look saved.", "ok")
             return redirect(request.path)
     status = 400 if request.method == "POST" else 200
