@@ -1,4 +1,10 @@
-"""The hotspot voucher portal. ``create_app`` is the only way in; importing does nothing."""
+"""The hotspot voucher portal. ``create_app`` is the only way in; importing does nothing.
+
+Layout: ``core`` (plumbing), ``money``, ``hotspot``, ``owners`` (services by area), ``mpesa`` and
+``routeros`` (clients), ``captive``, ``dashboard``, ``webhooks`` (blueprints), ``sandbox`` (local
+stand-ins). Imports flow blueprints → services → clients and models; tests/test_layout.py checks it.
+Models stay in one file (``models.py``; its docstring says why).
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,10 @@
 
 Uniqueness that protects money (receipt, CheckoutRequestID, voucher code, one activation per
 voucher) is a table constraint, never a check-then-insert in code.
+
+Every table lives in this one file, not split per area: the money path joins across all areas
+(a payment belongs to an owner, a router, a paybill and a voucher), and one file lets a reviewer
+see every constraint that protects money side by side. The services are split by area instead.
 """
 
 from __future__ import annotations
