@@ -7,6 +7,7 @@ renders the result. Every page works without JavaScript (forms post, the wait pa
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -416,21 +417,24 @@ def _private(page: Any, status_code: int = 200):  # type: ignore[no-untyped-def]
     return response
 
 
-_asset_versions: dict[tuple[str, float], str] = {}
+_asset_urls: dict[tuple[str, float, str], str] = {}
 
 
 @bp.app_template_global()
 def asset_url(filename: str) -> str:
-    """A static URL with a content hash, so a changed file is fetched again despite long caching."""
-    path = Path(current_app.static_folder or "") / filename
-    if not path.is_file():  # a missing icon must not take the page down with it
+    """A static URL with a content hash, so a changed file is fetched again despite long caching.
+    Kept per (file, mtime): a page asks for three of these, and url_for is not cheap."""
+    path = os.path.join(current_app.static_folder or "", filename)
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:  # a missing icon must not take the page down with it
         return url_for("static", filename=filename)
-    stamp = (filename, path.stat().st_mtime)
-    version = _asset_versions.get(stamp)
-    if version is None:
-        version = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
-        _asset_versions[stamp] = version
-    return url_for("static", filename=filename, v=version)
+    stamp = (path, mtime, request.script_root)
+    url = _asset_urls.get(stamp)
+    if url is None:
+        version = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:10]
+        url = _asset_urls[stamp] = url_for("static", filename=filename, v=version)
+    return url
 
 
 @bp.app_template_global()
