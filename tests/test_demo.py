@@ -7,18 +7,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_smoke_buys_a_voucher_end_to_end(tmp_path):
-    # --smoke walks the newcomer's path over HTTP: the router's login page → plans → buy
-    # "1 Hour – KES 10" with 0712 345 678 → wait page → voucher active on the sandbox router.
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `scripts/demo --smoke` run (its output and its instance folder), shared by the tests below."""
+    instance = tmp_path_factory.mktemp("demo")
     result = subprocess.run(
-        [sys.executable, "-m", "portal.sandbox.demo", "--smoke", "--port", "0", "--instance", str(tmp_path)],
+        [sys.executable, "-m", "portal.sandbox.demo", "--smoke", "--port", "0", "--instance", str(instance)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
+    return result, instance
+
+
+def test_demo_smoke_buys_a_voucher_end_to_end(smoke):
+    # --smoke walks the newcomer's path over HTTP: the router's login page → plans → buy
+    # "1 Hour – KES 10" with 0712 345 678 → wait page → voucher active on the sandbox router.
+    result, _ = smoke
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "smoke: ok" in result.stdout
 
@@ -31,18 +40,15 @@ def test_readme_starts_with_the_two_commands():
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_demo_smoke_also_settles_an_unanswered_prompt_by_c2b_from_the_control_page(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "portal.sandbox.demo", "--smoke", "--port", "0", "--instance", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
+def test_demo_smoke_also_settles_an_unanswered_prompt_by_c2b_from_the_control_page(smoke):
+    result, instance = smoke
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "C2B from the control page: True" in result.stdout
     # The terminal shows one line per purchase; requests and jobs went to the log file.
     purchases = [line for line in result.stdout.splitlines() if "→" in line]
     assert len(purchases) == 2 and any(" c2b " in line for line in purchases), purchases
     assert "GET /" not in result.stdout + result.stderr and "apscheduler" not in result.stdout + result.stderr
-    log = (tmp_path / "demo.log").read_text()
+    log = (instance / "demo.log").read_text()
     assert "GET /r/demo-cafe" in log and "/c2b/confirm" in log
 
 

@@ -268,7 +268,7 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         else None
     )
     retry_form = retry_wait = None
-    if _may_send_again(payment, status, prompt, early=True):
+    if _may_send_again(payment, status, prompt):
         retry_form = RetryForm(formdata=None, purchase_key=secrets.token_urlsafe(24))
         retry_wait = seconds_until_allowed(push_checks(payment.phone or "", ctx, request.remote_addr))
     router = payment.router
@@ -300,20 +300,18 @@ def _may_send_again(
     payment: Payment,
     status: customer_status.PurchaseStatus,
     prompt: customer_status.PromptFacts | None = None,
-    *,
-    early: bool = False,
 ) -> bool:
     """A failed or expired prompt may be sent again; so may one left unanswered for WAY_OUT_AFTER_S
-    (the page shows that choice a little early, hidden until then, so a script can reveal it)."""
+    (unless its outcome is unknown: that push may be on the phone, and is never re-sent)."""
     if not payment.phone:
         return False
     if status.status in ("failed", "expired"):
         return status.can_retry
-    if status.status != "pending" or status.reason == "slow":  # an unknown outcome is never re-sent
+    if status.status != "pending" or status.reason == "slow":
         return False
     if prompt is None:
         prompt = customer_status.prompt_facts(payment, current_app.config["PORTAL_STK_EXPIRY_S"])
-    return early or prompt.waiting_s >= customer_status.WAY_OUT_AFTER_S
+    return prompt.waiting_s >= customer_status.WAY_OUT_AFTER_S
 
 
 def _ready_facts(voucher: Voucher) -> dict[str, Any]:

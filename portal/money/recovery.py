@@ -58,11 +58,6 @@ def check_code(router: Router, raw_code: str | None) -> CodeCheck:
     return CodeCheck("ok", voucher)
 
 
-def voucher_for_login(router: Router, raw_code: str | None) -> Voucher | None:
-    """The voucher this code names, if it may log in at this router (``check_code`` says why not)."""
-    return check_code(router, raw_code).voucher
-
-
 def normalise_receipt(raw: str | None) -> str | None:
     """What a customer copied from the SMS → the receipt as M-Pesa writes it (10 letters/digits)."""
     text = "".join(ch for ch in (raw or "").upper() if ch.isalnum())
