@@ -497,3 +497,34 @@ class RateLimitHit(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Brand(db.Model):
+    """How the customer pages look for an owner (router_id null) or for one router: each field a
+    router sets overrides the owner's (hotspot.brands.brand_for). The logo is small and kept here,
+    so it is served from our host: a customer has no internet before logging in."""
+
+    __tablename__ = "brands"
+    __table_args__ = (
+        sa.UniqueConstraint("router_id", name="brand_one_per_router"),
+        sa.Index(
+            "brand_one_per_owner",
+            "owner_id",
+            unique=True,
+            sqlite_where=sa.text("router_id IS NULL"),
+            postgresql_where=sa.text("router_id IS NULL"),
+        ),
+        sa.CheckConstraint("logo_bytes IS NULL OR length(logo_bytes) <= 4096", name="brand_logo_small"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    router_id: Mapped[int | None] = mapped_column(sa.ForeignKey("routers.id", ondelete="CASCADE"))
+    hotspot_name: Mapped[str | None] = mapped_column(sa.String(60))
+    accent: Mapped[str | None] = mapped_column(sa.String(7))  # "#rrggbb"
+    support_phone: Mapped[str | None] = mapped_column(sa.String(20))  # as the owner wants it shown
+    terms_url: Mapped[str | None] = mapped_column(sa.String(300))  # http(s) only
+    logo_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    logo_type: Mapped[str | None] = mapped_column(sa.String(16))  # image/png | image/jpeg | image/gif | image/webp
+    logo_hash: Mapped[str | None] = mapped_column(sa.String(16))  # content hash: the logo URL's version
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

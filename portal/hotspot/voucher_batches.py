@@ -25,7 +25,7 @@ from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
 from ..owners import audit
 from ..owners.scope import NotFound, owned
-from . import activations
+from . import activations, brands
 from .catalogue import describe_bytes, describe_duration
 from .vouchers import awaiting_payment, is_awaiting_payment, new_voucher_code, normalise_code
 
@@ -256,17 +256,21 @@ def describe_speed(rate_limit: str | None) -> str:
 
 
 def sheet_entries(user: User, batch_ref: str, *, base_url: str) -> list[SheetEntry]:
-    """One printable card per voucher of the batch: the owner's business name and support phone
-    (Account page), the router's Wi-Fi name (router page), the plan's price, length, data and speed."""
+    """One printable card per voucher of the batch: the business name (Account page, else the
+    customer pages' hotspot name, else the router's name), the support phone the customer pages
+    show (the brand's, else the Account page's), the router's Wi-Fi name, the plan's price,
+    length, data and speed."""
     entries = []
     for voucher in batch_vouchers(user, batch_ref):
         plan, router, owner = voucher.plan, voucher.router, voucher.router.owner
+        brand = brands.brand_for(router.id)
         url = voucher_login_url(base_url, router, voucher.code)
         entries.append(SheetEntry(
-            code=voucher.code, business_name=owner.business_name or router.name, wifi_name=router.wifi_name,
-            plan_name=plan.name, price=plan.price, duration=describe_duration(plan.duration_s),
-            data_cap=describe_bytes(plan.data_limit_bytes) or "no data cap", speed=describe_speed(plan.rate_limit),
-            support_phone=owner.support_phone, url=url, qr=qr_svg(url),
+            code=voucher.code, business_name=owner.business_name or brand.hotspot_name or router.name,
+            wifi_name=router.wifi_name, plan_name=plan.name, price=plan.price,
+            duration=describe_duration(plan.duration_s), data_cap=describe_bytes(plan.data_limit_bytes) or "no data cap",
+            speed=describe_speed(plan.rate_limit), support_phone=brand.support_phone or owner.support_phone,
+            url=url, qr=qr_svg(url),
         ))
     return entries
 

@@ -3,15 +3,21 @@
     python -m portal.sandbox.demo            # serve until Ctrl-C, print the URLs to open
     python -m portal.sandbox.demo --smoke    # buy one voucher end to end over HTTP, then exit
 
-Everything listens on 127.0.0.1 only.
+Everything listens on 127.0.0.1 only. Request and scheduler logs go to <instance>/demo.log; the
+terminal shows the URLs and one line per purchase as it ends (online, failed or expired).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
 import re
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +27,9 @@ from werkzeug.serving import make_server
 
 from .. import create_app
 from ..core.extensions import db
-from ..models import Plan, User
+from ..models import Payment, Plan, User, Voucher
 from .daraja import SandboxDaraja
-from .hotspot import SandboxHotspot
+from .hotspot import ROUTER_PAGES, SandboxHotspot
 from .mail import ReceivedMail, SandboxMailbox
 from .router import SandboxRouter
 
@@ -33,6 +39,17 @@ DEMO_SLUG = "demo-cafe"
 CONSUMER_KEY, CONSUMER_SECRET = "demo-consumer-key", "demo-consumer-secret"
 SANDBOX_SHORTCODE = "174379"
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+# The sandbox's test numbers (the last five digits are the M-Pesa result code), as the README lists
+# them; tests/test_demo.py checks that the two agree.
+TEST_NUMBERS = (
+    ("0712 345 678", "paid (any other valid number too)"),
+    ("0700 001 032", "cancelled by the customer (1032)"),
+    ("0700 001 037", "phone unreachable (1037)"),
+    ("0700 000 001", "insufficient funds (1)"),
+    ("0700 002 001", "wrong PIN (2001)"),
+    ("0700 099 999", "never answered: settle it by a C2B payment from the sandbox control page, or let it expire"),
+)
+NEVER_ANSWERS = "0700 099 999"
 PLANS = [("1 Hour", 10, 3600, None, "2M/5M"), ("1 Day", 50, 86400, 2 << 30, "2M/5M"), ("1 Week", 250, 7 * 86400, 10 << 30, "3M/8M")]
 
 
@@ -40,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     instance = Path(args.instance).resolve()
     instance.mkdir(parents=True, exist_ok=True)
+    (instance / "demo.log").unlink(missing_ok=True)
+    log_file = _log_to_file(instance / "demo.log")
     database = instance / "demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)  # a fresh demo every run
@@ -50,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     router_box = SandboxRouter(port=args.router_port, identity="Demo Cafe hAP").start()
     port = args.port or _free_port()
     portal_url = f"http://127.0.0.1:{port}"
-    hotspot = SandboxHotspot(router_box, portal_url=f"{portal_url}/r/{DEMO_SLUG}", port=args.hotspot_port).start()
+    hotspot = SandboxHotspot(
+        router_box,
+        portal_url=f"{portal_url}/r/{DEMO_SLUG}",
+        port=args.hotspot_port,
+        pages_dir=ROUTER_PAGES,
+        default_link_orig="/status",  # after login: the hotspot's "You are online" page, not a dead site
+    ).start()
     router_box.add_host(hotspot.device_mac, hotspot.device_ip)
     # Sign-up codes and password-reset links land in a local SMTP server and are printed here.
     mailbox = SandboxMailbox(on_message=_print_mail).start()
@@ -68,16 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         from flask_migrate import upgrade
 
-        upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
+        with contextlib.redirect_stderr(io.StringIO()):  # Alembic's env.py logs to the terminal
+            upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
+        _log_to_file(log_file)  # and it has just reconfigured logging: send everything to the file again
         _seed(router_box)
     server = make_server("127.0.0.1", port, app, threaded=True)
-    import threading
-
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    with app.app_context():
+        _register_c2b()  # so "settle it by a C2B payment from the control page" works at once
+    threading.Thread(target=_print_purchases, args=(app,), daemon=True).start()
     try:
         if args.smoke:
-            return _smoke(portal_url, hotspot, router_box)
-        _announce(portal_url, hotspot, daraja, router_box)
+            return _smoke(portal_url, hotspot, router_box, daraja)
+        _announce(portal_url, hotspot, daraja, router_box, log_file)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -146,43 +174,140 @@ def _print_mail(mail: ReceivedMail) -> None:
             print(f"      {line.strip()}", flush=True)
 
 
-def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter) -> None:
+def _log_to_file(path: Path) -> Path:
+    """Requests, jobs and the portal's own log lines go to a file; the terminal stays readable."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger) and logger.handlers:  # e.g. Alembic's own console handler
+            logger.handlers.clear()
+            logger.propagate = True
+    root.setLevel(logging.INFO)
+    return path
+
+
+def _register_c2b() -> None:
+    from ..models import Paybill
+    from ..owners.paybills import register_c2b_urls
+
+    for paybill in db.session.scalars(sa.select(Paybill)).all():
+        register_c2b_urls(paybill)
+
+
+def _announce(
+    portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter, log_file: Path
+) -> None:
+    numbers = "".join(f"    {number}  {outcome}\n" for number, outcome in TEST_NUMBERS)
     print(
         "\nDemo portal is running (Ctrl-C stops it).\n\n"
         f"  Open the router's login page:  {hotspot.login_url}\n"
         f"  (or the portal directly:       {portal_url}/r/{DEMO_SLUG})\n\n"
         "  Pick \"1 Hour – KES 10\", type 0712 345 678, and watch the wait page.\n"
-        "  Test numbers: 0700 001 032 cancels, 0700 001 037 times out, 0700 000 001 has no money,\n"
-        "  0700 099 999 never answers (reconciliation and a manual C2B payment can settle it).\n\n"
-        f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox\n"
+        f"  Test numbers (the last five digits are the M-Pesa result code):\n{numbers}\n"
+        f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox  (C2B URLs registered for {SANDBOX_SHORTCODE})\n"
         f"  Sandbox router API:            {router_box.host}:{router_box.port} (user {router_box.username})\n"
         f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n"
         f"  Admin (Owners page):           {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
-        f"  Owner sign-up:                 {portal_url}/dashboard/sign-up  (codes and reset links print here)\n",
+        f"  Owner sign-up:                 {portal_url}/dashboard/sign-up  (codes and reset links print here)\n"
+        f"  Request and job logs:          {log_file}\n\n"
+        "  Purchases, one line each as they end:",
         flush=True,
     )
 
 
-def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter) -> int:
-    """The newcomer's path, automated: router login page → plans → buy → wait → online."""
+def _print_purchases(app: Any) -> None:
+    """One terminal line per purchase when it ends: online, failed or expired."""
+    told: set[int] = set()
+    while True:
+        time.sleep(0.5)
+        try:
+            with app.app_context():
+                for line in _ended_purchases(told):
+                    print(f"  {line}", flush=True)
+                db.session.remove()
+        except Exception:  # the demo's printer must never stop the demo; the log has the details
+            logging.getLogger(__name__).exception("purchase printer")
+
+
+def _ended_purchases(told: set[int]) -> list[str]:
+    from ..money.customer_status import purchase_status
+    from ..mpesa.phones import mask_phone
+
+    lines = []
+    for payment in db.session.scalars(sa.select(Payment).order_by(Payment.id)).all():
+        if payment.id in told:
+            continue
+        state = purchase_status(payment)
+        if state.status not in ("active", "failed", "expired"):
+            continue
+        told.add(payment.id)
+        voucher: Voucher | None = payment.voucher
+        what = f"{voucher.plan.name} KES {payment.amount_expected}" if voucher else f"KES {payment.amount or 0}"
+        if state.status == "active" and voucher is not None:
+            took = _seconds_between(payment.paid_at, voucher.activated_at)
+            outcome = f"online with {voucher.code}" + (f" ({took} from payment to router)" if took else "")
+        else:
+            outcome = f"{state.status}: {state.reason.replace('_', ' ')}" + (
+                f" ({state.result_code})" if state.result_code else ""
+            )
+        phone = mask_phone(payment.phone) if payment.phone else "no phone"
+        lines.append(f"{datetime.now():%H:%M:%S}  {phone}  {what}  {payment.source}  →  {outcome}")
+    return lines
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> str | None:
+    if start is None or end is None:
+        return None
+    return f"{max(0.0, (end - start).total_seconds()):.2f} s"
+
+
+def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, daraja: SandboxDaraja) -> int:
+    """The newcomer's paths, automated: router login page → plans → buy → wait → online, once
+    approved on the phone, and once settled by a C2B payment from the sandbox control page."""
+    approved = _smoke_purchase(portal_url, hotspot, router_box, "0712 345 678")
+    by_c2b = _smoke_purchase(portal_url, hotspot, router_box, NEVER_ANSWERS, daraja=daraja)
+    ok = approved and by_c2b
+    print(f"smoke: {'ok' if ok else 'FAILED'} (STK approved: {approved}, C2B from the control page: {by_c2b})", flush=True)
+    return 0 if ok else 1
+
+
+def _smoke_purchase(
+    portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, phone: str, daraja: SandboxDaraja | None = None
+) -> bool:
     browser = requests.Session()
     landing = browser.get(hotspot.login_url, timeout=10)
     target = re.search(r'url=([^"]+)"', landing.text)
     plans_page = browser.get(target.group(1).replace("&amp;", "&"), timeout=10)
     fields = dict(re.findall(r'name="([^"]+)"[^>]*value="([^"]*)"', plans_page.text))
     plan_id = re.search(r'name="plan_id" value="(\d+)"', plans_page.text).group(1)
-    fields.update(plan_id=plan_id, phone="0712 345 678")
+    fields.update(plan_id=plan_id, phone=phone)
     bought = browser.post(f"{portal_url}/r/{DEMO_SLUG}/buy", data=fields, allow_redirects=False, timeout=10)
     wait_url = portal_url + bought.headers["Location"].replace(portal_url, "")
+    if daraja is not None:  # the prompt is never answered: pay from the control page as a person would
+        account = re.search(r"account (\w+), amount KES (\d+)", browser.get(wait_url, timeout=10).text)
+        if account is None:
+            print("smoke: the wait page does not show the Paybill account", flush=True)
+            return False
+        paid = requests.post(
+            f"{daraja.base_url}/sandbox/c2b",
+            data={"shortcode": SANDBOX_SHORTCODE, "amount": account.group(2), "account": account.group(1)},
+            allow_redirects=False,
+            timeout=10,
+        )
+        if paid.status_code != 303:
+            print(f"smoke: the control page refused the C2B payment: {paid.status_code} {paid.text[:200]}", flush=True)
+            return False
     status: dict[str, Any] = {}
-    for _ in range(100):
+    for _ in range(150):
         status = browser.get(f"{wait_url}/status", timeout=10).json()
         if status["status"] in ("active", "failed", "expired"):
             break
         time.sleep(0.1)
     ok = status.get("status") == "active" and status.get("voucher") in router_box.users
-    print(f"smoke: {'ok' if ok else 'FAILED'} {status}", flush=True)
-    return 0 if ok else 1
+    print(f"smoke: {phone}: {status}", flush=True)
+    return ok
 
 
 if __name__ == "__main__":

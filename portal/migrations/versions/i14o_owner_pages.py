@@ -1,7 +1,7 @@
 """owner pages (issue 14, points 6-12): sign-up phone and code, admin lock, print details, batch notes
 
 Revision ID: i14o_owner_pages
-Revises: 3916c213404a
+Revises: i14_brand
 Create Date: 2026-12-02 14:20:00
 
 """
@@ -13,7 +13,7 @@ import portal.models  # noqa: F401  (custom column types)
 
 # revision identifiers, used by Alembic.
 revision = 'i14o_owner_pages'
-down_revision = '3916c213404a'
+down_revision = 'i14_brand'
 branch_labels = None
 depends_on = None
 
