@@ -176,8 +176,11 @@ def test_the_admin_locks_and_unlocks_an_owner(app, mailbox, make_owner, signed_i
 
 def test_the_admin_deletes_an_empty_owner_but_never_money_history(app, mailbox, make_owner, make_plan, signed_in,
                                                                  make_everything):
+    from portal.hotspot import brands
+
     empty = make_owner("mistake@example.com")
     make_plan(empty)
+    brands.save_brand(empty, None, hotspot_name="Gone Soon")
     empty_id = empty.id
     busy = make_owner("busy@example.com")
     make_everything(busy)  # has a payment

@@ -10,7 +10,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from portal.core.extensions import db
-from portal.hotspot import voucher_batches
+from portal.hotspot import brands, voucher_batches
 from portal.models import Payment, StkInitiation, Voucher, utcnow
 from portal.money import reconciliation
 
@@ -95,6 +95,7 @@ def test_a_batch_note_is_kept_and_shown(app, shop, signed_in):
 
 
 def test_printed_cards_carry_business_wifi_price_duration_data_speed_and_support_phone(app, shop, signed_in):
+    brands.forget_brands()  # process-wide cache keyed by router id: another test's router 1 may be in it
     shop.owner.business_name, shop.owner.support_phone = "Mama Njeri Cafe & Co", "0722 000 111"
     shop.router.wifi_name = "MamaNjeri-WiFi"
     db.session.commit()
@@ -116,3 +117,14 @@ def test_printed_cards_carry_business_wifi_price_duration_data_speed_and_support
             assert words in card, (layout, words)
         assert "data-print" in sheet and "style=" not in sheet
     assert '<body class="layout-a4-24">' in b.get(batch_url + "/print", params={"layout": "<x>"}).text
+
+
+def test_the_brands_support_phone_and_name_fill_what_the_account_leaves_empty(app, shop, signed_in):
+    brands.forget_brands()
+    brands.save_brand(shop.owner, None, hotspot_name="Njeri Hotspot", support_phone="0733 444 555")
+    db.session.commit()
+    _, b = signed_in(shop.owner)
+    b.get("/dashboard/vouchers")
+    made = b.post("/dashboard/vouchers/batches", {"plan_id": shop.plan.id, "router_id": shop.router.id, "count": 1})
+    card = b.get(made.headers["Location"] + "/print").text.split('<div class="card">', 1)[1]
+    assert "Njeri Hotspot" in card and "Help: 0733 444 555" in card

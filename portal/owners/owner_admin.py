@@ -2,7 +2,7 @@
 owner who has no money history.
 
 Deleting never destroys money records: an owner with payments, vouchers or webhook records is
-refused ("lock instead"). What such an empty account has (plans, routers, paybills) goes with it;
+refused ("lock instead"). What such an empty account has (plans, routers, paybills, brand) goes with it;
 its audit trail stays, detached from the deleted user.
 """
 
@@ -17,6 +17,7 @@ from ..core.extensions import db
 from ..models import (
     Activation,
     AuditLog,
+    Brand,
     Paybill,
     Payment,
     Plan,
@@ -108,6 +109,7 @@ def delete_owner(admin: User, owner_id: int, *, confirm_email: str, source_ip: s
     db.session.execute(sa.update(AuditLog).where(AuditLog.actor_id == owner.id).values(actor_id=None))
     if router_ids:
         db.session.execute(sa.delete(router_plans).where(router_plans.c.router_id.in_(router_ids)))
+    db.session.execute(sa.delete(Brand).where(Brand.owner_id == owner.id))  # its customer-page looks
     db.session.execute(sa.delete(Router).where(Router.owner_id == owner.id))
     plan_ids = list(db.session.scalars(sa.select(Plan.id).where(Plan.owner_id == owner.id)))
     if plan_ids:
