@@ -44,9 +44,10 @@ def _configure_logging(app: Flask) -> None:
 
 def _init_extensions(app: Flask) -> None:
     from .core import database
-    from .core.extensions import babel, csrf, db, login_manager, migrate
+    from .core.extensions import babel, csrf, db, login_manager, mail, migrate
 
     db.init_app(app)
+    mail.init_app(app)
     database.install_sqlite_pragmas(app)
     migrate.init_app(app, db, directory="portal/migrations")
     csrf.init_app(app)

@@ -8,6 +8,7 @@ import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 
+from .core import durations
 from .core.extensions import db
 from .hotspot import activations, pull_scripts, pull_sync
 from .hotspot.routers import create_router
@@ -21,15 +22,11 @@ from .owners.tokens import refresh_due_tokens
 
 
 def parse_duration(text: str) -> int:
-    """'1h', '30m', '1d', '2h30m' or plain seconds → seconds."""
-    text = text.strip().lower()
-    if text.isdigit():
-        return int(text)
-    parts = re.findall(r"(\d+)\s*([wdhms])", text)
-    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
-        raise click.BadParameter("use forms like 30m, 1h, 1d, 1h30m or a number of seconds")
-    scale = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-    return sum(int(n) * scale[u] for n, u in parts)
+    """'3h', '3 hours', '90 min', '1 day', '1h30m' or plain seconds → seconds."""
+    try:
+        return durations.parse_duration(text)
+    except durations.BadDuration as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def parse_bytes(text: str) -> int:

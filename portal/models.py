@@ -97,10 +97,25 @@ class User(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Issue 14 (owners manage themselves): the phone given at sign-up, confirmed by a code; an
+    # admin's lock (unlike locked_until it does not lapse); what printed vouchers carry.
+    phone: Mapped[str | None] = mapped_column(sa.String(12))
+    phone_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirm_code_hash: Mapped[str | None] = mapped_column(sa.String(255))  # the sign-up code, hashed
+    confirm_code_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    confirm_code_attempts: Mapped[int] = mapped_column(default=0)
+    locked_by_admin_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    business_name: Mapped[str | None] = mapped_column(sa.String(120))
+    support_phone: Mapped[str | None] = mapped_column(sa.String(20))
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def is_confirmed(self) -> bool:
+        """Owners made by the CLI or an admin have no phone to confirm; self sign-ups must confirm theirs."""
+        return self.phone is None or self.phone_confirmed_at is not None
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
@@ -193,6 +208,7 @@ class Router(db.Model):
     login_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(sa.String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    wifi_name: Mapped[str | None] = mapped_column(sa.String(64))  # the SSID printed on cash vouchers
     # --- pull sync (transport "pull"); see hotspot/pull_sync.py
     transport: Mapped[str] = mapped_column(sa.String(8), default="api", server_default="api")
     # SHA-256 of the router's bearer token: the token itself is shown once and never stored.
@@ -282,9 +298,23 @@ class Voucher(db.Model):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the router first counted time on a printed (cash) voucher: "unsold" until then.
+    first_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     plan: Mapped[Plan] = relationship()
     router: Mapped[Router] = relationship()
+
+
+class VoucherBatch(db.Model):
+    """One printed sheet of cash vouchers (vouchers.batch_ref names it): who made it and its note."""
+
+    __tablename__ = "voucher_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    note: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 PAYMENT_STATES = ("pending", "paid", "failed", "underpaid", "unmatched", "expired")
@@ -493,3 +523,34 @@ class RateLimitHit(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Brand(db.Model):
+    """How the customer pages look for an owner (router_id null) or for one router: each field a
+    router sets overrides the owner's (hotspot.brands.brand_for). The logo is small and kept here,
+    so it is served from our host: a customer has no internet before logging in."""
+
+    __tablename__ = "brands"
+    __table_args__ = (
+        sa.UniqueConstraint("router_id", name="brand_one_per_router"),
+        sa.Index(
+            "brand_one_per_owner",
+            "owner_id",
+            unique=True,
+            sqlite_where=sa.text("router_id IS NULL"),
+            postgresql_where=sa.text("router_id IS NULL"),
+        ),
+        sa.CheckConstraint("logo_bytes IS NULL OR length(logo_bytes) <= 4096", name="brand_logo_small"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    router_id: Mapped[int | None] = mapped_column(sa.ForeignKey("routers.id", ondelete="CASCADE"))
+    hotspot_name: Mapped[str | None] = mapped_column(sa.String(60))
+    accent: Mapped[str | None] = mapped_column(sa.String(7))  # "#rrggbb"
+    support_phone: Mapped[str | None] = mapped_column(sa.String(20))  # as the owner wants it shown
+    terms_url: Mapped[str | None] = mapped_column(sa.String(300))  # http(s) only
+    logo_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    logo_type: Mapped[str | None] = mapped_column(sa.String(16))  # image/png | image/jpeg | image/gif | image/webp
+    logo_hash: Mapped[str | None] = mapped_column(sa.String(16))  # content hash: the logo URL's version
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -69,8 +69,11 @@ def chromium() -> Iterator[Any]:
 class Phone:
     """One customer's phone: a browser context, its page, the requests it tried to send elsewhere."""
 
-    def __init__(self, browser: Any, name: str, *, javascript: bool, lang: str = "en-KE") -> None:
-        self.context = browser.new_context(java_script_enabled=javascript, locale=lang, **PHONE)
+    def __init__(
+        self, browser: Any, name: str, *, javascript: bool, lang: str = "en-KE", size: tuple[int, int] | None = None
+    ) -> None:
+        device = dict(PHONE, viewport={"width": size[0], "height": size[1]}) if size else PHONE
+        self.context = browser.new_context(java_script_enabled=javascript, locale=lang, **device)
         self.context.set_default_timeout(15_000)
         self.offsite: list[str] = []
         self.context.route("**/*", self._guard)
@@ -101,8 +104,9 @@ def phone(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..
     """``phone(javascript=True)`` → a fresh 320 px phone; checks at the end that nothing left 127.0.0.1."""
     made: list[Phone] = []
 
-    def make(*, javascript: bool = True, lang: str = "en-KE") -> Phone:
-        made.append(Phone(chromium, request.node.name, javascript=javascript, lang=lang))
+    def make(*, javascript: bool = True, lang: str = "en-KE", size: tuple[int, int] | None = None) -> Phone:
+        name = f"{request.node.name}-{'js' if javascript else 'nojs'}"
+        made.append(Phone(chromium, name, javascript=javascript, lang=lang, size=size))
         return made[-1]
 
     yield make

@@ -164,6 +164,7 @@ def make_everything(make_paybill, make_router, make_plan) -> Callable[[User], Ev
         everything = Everything(owner=owner)
         for row in (paybill, router, plan, voucher, payment, initiation, activation, log, audit_row):
             everything.ids[type(row)] = row.id
+        everything.ids[User] = owner.id  # /owners/<owner_id>/…: admin only
         everything.keys[(Voucher, "code")] = voucher.code
         everything.keys[(Payment, "public_id")] = payment.public_id
         everything.keys[(Payment, "receipt")] = payment.receipt

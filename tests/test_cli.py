@@ -58,7 +58,7 @@ def test_bad_input_gets_a_clear_message(app):
     assert weak.exit_code != 0 and "10 characters" in weak.output
     assert nobody.exit_code != 0 and "no owner with email nobody@example.com" in nobody.output
     assert duration.exit_code == 0
-    assert bad_duration.exit_code != 0 and "30m, 1h" in bad_duration.output
+    assert bad_duration.exit_code != 0 and "3h, 3 hours, 90 min, 1 day" in bad_duration.output
     assert till_without_store.exit_code != 0 and "--store" in till_without_store.output
 
 

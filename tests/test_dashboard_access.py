@@ -65,8 +65,10 @@ def test_no_dashboard_route_is_reachable_without_signing_in(app, browser):
     assert checked > 10
 
 
-def test_only_the_sign_in_page_is_public(app):
-    assert PUBLIC_ENDPOINTS == {"dashboard.sign_in"}
+def test_only_the_sign_in_and_self_service_pages_are_public(app):
+    # Sign-up answers 404 unless PORTAL_OPEN_SIGNUP; the reset page needs a signed link.
+    assert PUBLIC_ENDPOINTS == {"dashboard.sign_in", "dashboard.sign_up", "dashboard.forgot_password",
+                                "dashboard.reset_password"}
 
 
 def test_every_dashboard_post_without_a_csrf_token_is_refused(app, signed_in, make_everything):

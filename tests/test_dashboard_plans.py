@@ -63,7 +63,7 @@ def test_plan_form_rejects_bad_input_next_to_each_field(app, signed_in):
     errors = field_errors(response.text)
     assert "Give the plan a name." in errors
     assert "The price is whole shillings, from 1 to 250,000." in errors
-    assert "Use forms like 30m, 1h, 1d, 7d or 1h30m." in errors
+    assert "Use forms like 3h, 3 hours, 90 min, 1 day, 1h30m or 2 weeks." in errors
     assert "Use forms like 500MB or 1GB." in errors
     assert "Use RouterOS upload/download like 2M/5M or 512k/1M." in errors
     fractional = b.post("/dashboard/plans/new", _form(price="9.50"))
@@ -122,3 +122,36 @@ def test_retiring_a_plan_stops_selling_it(app, signed_in, make_plan, make_router
     assert "retired" in b.get("/dashboard/plans").text
     b.post(f"/dashboard/plans/{plan.id}/restore")
     assert _plan(plan.id).is_active is True
+
+
+def test_durations_are_taken_as_people_type_them(app, signed_in):
+    _, b = signed_in()
+    for typed, seconds in (("3h", 10800), ("3 hours", 10800), ("90 min", 5400), ("1 day", 86400),
+                           ("1h30m", 5400), ("2 weeks", 1209600), ("1 day 12 hours", 129600)):
+        response = b.post("/dashboard/plans/new", _form(name=f"Plan {typed}", duration=typed))
+        assert response.status_code == 302, (typed, field_errors(response.text))
+        assert db.session.scalars(sa.select(Plan.duration_s).where(Plan.name == f"Plan {typed}")).one() == seconds
+    response = b.post("/dashboard/plans/new", _form(name="Odd", duration="3 moons"))
+    assert response.status_code == 400 and "'moons' is not a unit of time" in " ".join(field_errors(response.text))
+
+
+def test_every_router_is_a_choice_and_none_ticked_is_refused(app, signed_in, make_router):
+    owner, b = signed_in()
+    first, second = make_router(owner, name="First"), make_router(owner, name="Second")
+    page = b.get("/dashboard/plans/new").text
+    assert '<input checked id="sold_on-0" name="sold_on" type="radio" value="all">' in page
+    assert "Every router (also routers added later)" in page and page.count('name="router_ids" type="checkbox"') == 2
+
+    refused = b.post("/dashboard/plans/new", _form(name="None ticked", sold_on="some"))
+    assert refused.status_code == 400
+    assert "Tick at least one router, or choose every router." in field_errors(refused.text)
+
+    everywhere = b.post("/dashboard/plans/new", _form(name="Everywhere", sold_on="all", router_ids=[str(first.id)]))
+    assert everywhere.status_code == 302
+    assert db.session.scalars(sa.select(Plan).where(Plan.name == "Everywhere")).one().routers == []
+
+    some = b.post("/dashboard/plans/new", _form(name="Second only", sold_on="some", router_ids=[str(second.id)]))
+    assert some.status_code == 302
+    plan = db.session.scalars(sa.select(Plan).where(Plan.name == "Second only")).one()
+    assert [r.name for r in plan.routers] == ["Second"]
+    assert 'checked id="sold_on-1"' in b.get(f"/dashboard/plans/{plan.id}/edit").text

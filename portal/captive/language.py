@@ -41,11 +41,12 @@ def page_translations():  # type: ignore[no-untyped-def]
 
 
 def install_page_gettext(app: Flask) -> None:
-    """``_``/``gettext``/``ngettext`` in templates (Jinja's i18n extension, new style: ``%`` is
-    escaped as ``%%`` in a source; our placeholders are ``{name}``, filled with ``.format``)."""
+    """``_``/``gettext``/``ngettext`` in templates (Jinja's i18n extension). Old style on purpose:
+    a translation is plain text that the page escapes like any value (a .po cannot inject markup),
+    and no ``%`` formatting runs on every call; our placeholders are ``{name}``, filled with ``.format``."""
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
         gettext=lambda text: page_translations().ugettext(text),
         ngettext=lambda one, many, n: page_translations().ungettext(one, many, n),
-        newstyle=True,
+        newstyle=False,
     )

@@ -7,21 +7,31 @@ renders the result. Every page works without JavaScript (forms post, the wait pa
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
-from flask import abort, current_app, g, jsonify, make_response, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError
 
-from ..core.extensions import db
 from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
-from ..hotspot import catalogue
+from ..hotspot import brands, catalogue
 from ..hotspot.login_context import HotspotContext
-from ..models import Payment, Router, StkInitiation, utcnow
+from ..models import Payment, Router, Voucher
 from ..money import customer_status, purchase, recovery
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
@@ -34,6 +44,14 @@ from .router_login import router_error_key, router_login
 from .wording import describe_duration, describe_wait, limited_message, say, status_message
 
 PHONE_COOKIE = "phone"
+NAIROBI = timezone(timedelta(hours=3), "EAT")  # the customer's clock; Kenya keeps no daylight saving
+# What a code that cannot log in says (recovery.check_code outcomes).
+CODE_ERRORS = {
+    "unknown": "err_bad_code",
+    "used_up": "err_code_used_up",
+    "disabled": "err_code_disabled",
+    "unpaid": "err_code_unpaid",
+}
 
 
 @bp.before_request
@@ -62,8 +80,11 @@ def plans(slug: str):  # type: ignore[no-untyped-def]
     show = request.args.get("show")
     if notice is not None and show is None:
         show = "voucher"  # the router refused a login: the customer most likely has a code to try again
+    buy = None
+    if request.args.get("number") == "other":  # "use another number" from an unanswered prompt
+        buy = BuyForm(formdata=None, phone="")
     return _render_plans(
-        router, ctx, voucher=voucher, notice=notice, open_=show if show in ("voucher", "receipt") else None
+        router, ctx, buy=buy, voucher=voucher, notice=notice, open_=show if show in ("voucher", "receipt") else None
     )
 
 
@@ -108,9 +129,10 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     except RateLimited as exc:
         form.code.errors = [limited_message(exc)]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=429)
-    voucher = recovery.voucher_for_login(router, form.code.data)
+    checked = recovery.check_code(router, form.code.data)
+    voucher = checked.voucher
     if voucher is None:
-        form.code.errors = ["err_bad_code"]
+        form.code.errors = [CODE_ERRORS.get(checked.outcome, "err_bad_code")]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
     login = router_login(ctx, voucher.code, page_is_https=request.is_secure)
     if login is None:
@@ -118,7 +140,12 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=200)
     return _private(
         render_template(
-            "captive/connect.html", code=voucher.code, login=login, lang_url=_plans_url(router, ctx, other=True)
+            "captive/connect.html",
+            code=voucher.code,
+            login=login,
+            ready=_ready_facts(voucher),
+            brand=brands.brand_for(router.id),
+            lang_url=_plans_url(router, ctx, other=True),
         )
     )
 
@@ -162,7 +189,7 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
     form = RetryForm()
     if not form.validate():
         return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
-    if status.status not in ("failed", "expired") or not status.can_retry or not payment.phone:
+    if not _may_send_again(payment, status):
         return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
     ctx = HotspotContext.from_json(payment.hotspot_json)
     try:
@@ -181,11 +208,41 @@ def status(purchase_id: str):  # type: ignore[no-untyped-def]
     if payment is None:
         return jsonify({"error": "not found"}), 404
     found = customer_status.purchase_status(payment)
+    brand = brands.brand_for(payment.router_id)
     response = make_response(
-        jsonify({"status": found.status, "voucher": found.voucher, "message": status_message(found)})
+        jsonify({"status": found.status, "voucher": found.voucher, "message": status_message(found, brand)})
     )
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/b/<int:brand_id>/logo")
+def brand_logo(brand_id: int):  # type: ignore[no-untyped-def]
+    """The owner's logo, from our host (the customer has no internet yet); the URL carries its hash."""
+    data, media_type = brands.logo(brand_id) or abort(404)
+    response = make_response(data)
+    response.headers["Content-Type"] = media_type
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/accent/<colour>.css")
+def accent_css(colour: str):  # type: ignore[no-untyped-def]
+    """The owner's accent colour as a one-rule stylesheet: pages allow no inline style (CSP), and
+    the file depends only on its URL, so a phone fetches it once."""
+    if len(colour) != 6 or any(ch not in "0123456789abcdef" for ch in colour):
+        abort(404)
+    response = make_response(f":root{{--a:#{colour}}}")
+    response.headers["Content-Type"] = "text/css; charset=utf-8"
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+@bp.get("/favicon.ico")
+def favicon():  # type: ignore[no-untyped-def]
+    # Browsers ask for it on every site; answering (and letting them cache it) saves a 2G round trip.
+    return send_from_directory(current_app.static_folder or "", "favicon.ico", max_age=7 * 86400)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,34 +256,69 @@ def _router(slug: str) -> Router:
 def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200):  # type: ignore[no-untyped-def]
     status = customer_status.purchase_status(payment)
     ctx = HotspotContext.from_json(payment.hotspot_json)
-    seconds_left = _seconds_left(payment) if status.status == "pending" else 0
+    brand = brands.brand_for(payment.router_id)
+    prompt = (
+        customer_status.prompt_facts(payment, current_app.config["PORTAL_STK_EXPIRY_S"])
+        if status.status == "pending"
+        else None
+    )
     login = (
         router_login(ctx, status.voucher, page_is_https=request.is_secure)
         if status.status == "active" and status.voucher
         else None
     )
     retry_form = retry_wait = None
-    if status.status in ("failed", "expired") and status.can_retry and payment.phone:
+    if _may_send_again(payment, status, prompt):
         retry_form = RetryForm(formdata=None, purchase_key=secrets.token_urlsafe(24))
-        retry_wait = seconds_until_allowed(push_checks(payment.phone, ctx, request.remote_addr))
+        retry_wait = seconds_until_allowed(push_checks(payment.phone or "", ctx, request.remote_addr))
     router = payment.router
     page = render_template(
         "captive/wait.html",
         payment=payment,
         status=status,
-        message=status_message(status),
+        message=status_message(status, brand),
         notice=notice,
+        brand=brand,
         masked_phone=mask_phone(payment.phone) if payment.phone else "",
-        seconds_left=seconds_left,
+        prompt=prompt,
+        way_out_in=max(0, customer_status.WAY_OUT_AFTER_S - prompt.waiting_s) if prompt else 0,
+        ready=_ready_facts(payment.voucher) if status.status == "active" and payment.voucher else None,
         login=login,
         retry_form=retry_form,
         retry_wait=describe_wait(retry_wait) if retry_wait else None,
+        retry_wait_s=retry_wait or 0,
         back_url=_plans_url(router, ctx) if router else None,
+        other_number_url=_plans_url(router, ctx, other_number=True) if router else None,
         receipt_url=_plans_url(router, ctx, show="receipt") if router else None,
         refresh=status.status in ("pending", "paid"),
         lang_url=url_for("captive.wait", purchase_id=payment.public_id, lang=_other_lang()),
     )
     return _private(page, status_code)
+
+
+def _may_send_again(
+    payment: Payment,
+    status: customer_status.PurchaseStatus,
+    prompt: customer_status.PromptFacts | None = None,
+) -> bool:
+    """A failed or expired prompt may be sent again; so may one left unanswered for WAY_OUT_AFTER_S
+    (unless its outcome is unknown: that push may be on the phone, and is never re-sent)."""
+    if not payment.phone:
+        return False
+    if status.status in ("failed", "expired"):
+        return status.can_retry
+    if status.status != "pending" or status.reason == "slow":
+        return False
+    if prompt is None:
+        prompt = customer_status.prompt_facts(payment, current_app.config["PORTAL_STK_EXPIRY_S"])
+    return prompt.waiting_s >= customer_status.WAY_OUT_AFTER_S
+
+
+def _ready_facts(voucher: Voucher) -> dict[str, Any]:
+    """The plan and when it ends, for the "your code is ready" page."""
+    plan = voucher.plan
+    ends = voucher.expires_at.astimezone(NAIROBI).strftime("%H:%M, %d %b") if voucher.expires_at else None
+    return {"plan": plan.name if plan else "", "duration": describe_duration(plan.duration_s) if plan else "", "ends": ends}
 
 
 def _render_plans(
@@ -262,6 +354,8 @@ def _render_plans(
             describe_bytes=catalogue.describe_bytes,
             lang_url=_plans_url(router, ctx, other=True),
             hotspot_inputs=as_hidden_inputs(ctx),
+            brand=brands.brand_for(router.router_id if isinstance(router, catalogue.Storefront) else router.id),
+            focus_phone=request.args.get("number") == "other",
         ),
         status,
     )
@@ -291,10 +385,19 @@ def _expired_form(_exc: CSRFError):  # type: ignore[no-untyped-def]
     return _render_plans(router, ctx, notice=say("err_expired_form"), status=400)
 
 
-def _plans_url(router: Router | catalogue.Storefront, ctx: HotspotContext, *, other: bool = False, show: str | None = None) -> str:
+def _plans_url(
+    router: Router | catalogue.Storefront,
+    ctx: HotspotContext,
+    *,
+    other: bool = False,
+    show: str | None = None,
+    other_number: bool = False,
+) -> str:
     params = as_params(ctx)
     if show:
         params["show"] = show
+    if other_number:
+        params["number"] = "other"
     if other:
         params["lang"] = _other_lang()
     base = url_for("captive.plans", slug=router.slug)
@@ -312,29 +415,24 @@ def _private(page: Any, status_code: int = 200):  # type: ignore[no-untyped-def]
     return response
 
 
-def _seconds_left(payment: Payment) -> int:
-    initiation = db.session.scalars(
-        sa.select(StkInitiation).where(StkInitiation.payment_id == payment.id).order_by(StkInitiation.id.desc())
-    ).first()
-    if initiation is None:
-        return 0
-    deadline = initiation.created_at + timedelta(seconds=current_app.config["PORTAL_STK_EXPIRY_S"])
-    return max(0, int((deadline - utcnow()).total_seconds()))
-
-
-_asset_versions: dict[tuple[str, float], str] = {}
+_asset_urls: dict[tuple[str, float, str], str] = {}
 
 
 @bp.app_template_global()
 def asset_url(filename: str) -> str:
-    """A static URL with a content hash, so a changed file is fetched again despite long caching."""
-    path = Path(current_app.static_folder or "") / filename
-    stamp = (filename, path.stat().st_mtime)
-    version = _asset_versions.get(stamp)
-    if version is None:
-        version = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
-        _asset_versions[stamp] = version
-    return url_for("static", filename=filename, v=version)
+    """A static URL with a content hash, so a changed file is fetched again despite long caching.
+    Kept per (file, mtime): a page asks for three of these, and url_for is not cheap."""
+    path = os.path.join(current_app.static_folder or "", filename)
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:  # a missing icon must not take the page down with it
+        return url_for("static", filename=filename)
+    stamp = (path, mtime, request.script_root)
+    url = _asset_urls.get(stamp)
+    if url is None:
+        version = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:10]
+        url = _asset_urls[stamp] = url_for("static", filename=filename, v=version)
+    return url
 
 
 @bp.app_template_global()
@@ -358,6 +456,15 @@ def merge_lang(args, current: str) -> str:  # type: ignore[no-untyped-def]
 
 
 bp.add_app_template_global(say)  # for the forms' error keys (captive/_errors.html)
+# Pages drawn without a router (error pages) show no brand; a page with one passes its own.
+bp.add_app_template_global(brands.NO_BRAND, "brand")
+
+
+@bp.app_template_global()
+def brand_logo_url(brand: brands.BrandView) -> str | None:
+    if brand.logo_id is None:
+        return None
+    return url_for("captive.brand_logo", brand_id=brand.logo_id, v=brand.logo_hash)
 
 
 @bp.app_template_global()

@@ -11,6 +11,7 @@ are ``{name}`` (``str.format``), so a translator sees what goes there. Services 
 from __future__ import annotations
 
 from ..core.rate_limits import RateLimited
+from ..hotspot.brands import NO_BRAND, BrandView
 from ..money.customer_status import PurchaseStatus
 from .language import page_translations
 
@@ -29,7 +30,13 @@ WORDS: dict[str, str] = {
     "err_phone_required": N_("Enter your M-Pesa phone number."),
     "err_phone_invalid": N_("This is not a Kenyan mobile number. Enter it like 0712 345 678."),
     "err_code_required": N_("Enter your voucher code."),
-    "err_bad_code": N_("This code does not work here. Check it and try again, or buy a package."),
+    "err_bad_code": N_("We do not know this code. Check it for typing mistakes and try again, or buy a package."),
+    "err_code_used_up": N_("This code has run out: its time or data is used up. Buy a new package to go online."),
+    "err_code_disabled": N_("The hotspot owner has switched this code off. Ask the owner, or buy a new package."),
+    "err_code_unpaid": N_(
+        "The payment for this code has not arrived. If you paid, enter the M-Pesa code from your SMS "
+        "under “Paid but not online?”."
+    ),
     "err_no_login_link": N_(
         "Your code works. To get online, join this hotspot's Wi-Fi, open any web page "
         "and enter the code on the page that opens."
@@ -81,9 +88,14 @@ WORDS: dict[str, str] = {
     "not_found": N_("We could not find that page."),
     "error_page": N_("Something went wrong. Please try again."),
     # where a purchase stands (PurchaseStatus.reason, when no result code decides)
-    "status_active": N_("You are online. Save your voucher code."),
+    "status_active": N_("Your code is ready. Tap Connect to go online."),
     "status_paid": N_("Payment received. Connecting you to the internet…"),
     "status_paid_pull": N_("Payment received. Connecting… this can take up to {seconds} seconds."),
+    "status_slow_router": N_(
+        "Payment received — the hotspot's router is slow to answer, we keep trying. "
+        "Your code is {code}: it will work as soon as the router answers."
+    ),
+    "call_support": N_("If it takes long, call {phone}."),
     "status_pending": N_("Check your phone and enter your M-Pesa PIN."),
     "status_slow": N_(
         "M-Pesa is slow to answer. If a prompt appears on your phone, enter your PIN; if not, try again in a minute."
@@ -168,8 +180,11 @@ def refusal_words(reason: str | None) -> str:
     return gettext(REFUSAL_WORDS.get(reason or "", REFUSAL_WORDS["other"]))
 
 
-def status_message(status: PurchaseStatus) -> str:
-    """The customer's sentence for where a purchase stands."""
+def status_message(status: PurchaseStatus, brand: BrandView = NO_BRAND) -> str:
+    """The customer's sentence for where a purchase stands (a slow router adds the owner's phone)."""
+    if status.reason == "slow_router":
+        slow = say("status_slow_router", code=status.voucher or "")
+        return f"{slow} {say('call_support', phone=brand.support_phone)}" if brand.support_phone else slow
     if status.reason == "refused":
         return refusal_words(status.refusal)
     if status.reason == "underpaid":

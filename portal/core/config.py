@@ -55,6 +55,7 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "PORTAL_ROUTER_CA_FILE": env.get("PORTAL_ROUTER_CA_FILE", ""),
         "TESTING": False,
     }
+    settings.update(_owner_self_service(env))
     settings.update(overrides or {})
     if settings["PORTAL_ROUTER_CA_FILE"] and not os.path.isfile(settings["PORTAL_ROUTER_CA_FILE"]):
         raise ConfigError(f"PORTAL_ROUTER_CA_FILE names {settings['PORTAL_ROUTER_CA_FILE']}, which is not a file")
@@ -63,6 +64,7 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         _check_production(settings)
     else:
         _fill_development_defaults(settings, instance_path)
+    _mail_settings_for_flask_mail(settings)
     settings["SQLALCHEMY_DATABASE_URI"] = _normalise_database_url(settings["DATABASE_URL"])
     settings["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(settings["SQLALCHEMY_DATABASE_URI"])
     settings["ENCRYPTION_KEYS"] = _parse_keys(settings["PORTAL_ENCRYPTION_KEYS"])
@@ -72,6 +74,43 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
     settings["SESSION_COOKIE_SECURE"] = settings["IS_PRODUCTION"]
     settings["WTF_CSRF_TIME_LIMIT"] = None  # a captive customer may sit on the plans page for long
     return settings
+
+
+def _owner_self_service(env: Mapping[str, str]) -> dict[str, Any]:
+    """Owner sign-up and password reset by e-mail (issue 14). Mail goes out over SMTP."""
+    return {
+        # "1" lets anyone create an owner account at /dashboard/sign-up (the phone is confirmed by a code).
+        "PORTAL_OPEN_SIGNUP": _flag(env, "PORTAL_OPEN_SIGNUP"),
+        "PORTAL_MAIL_SERVER": env.get("PORTAL_MAIL_SERVER", ""),  # empty: no e-mail (no sign-up, no reset)
+        "PORTAL_MAIL_PORT": _int(env, "PORTAL_MAIL_PORT", 587),
+        "PORTAL_MAIL_USE_TLS": _flag(env, "PORTAL_MAIL_USE_TLS", default=True),  # STARTTLS
+        "PORTAL_MAIL_USE_SSL": _flag(env, "PORTAL_MAIL_USE_SSL"),  # TLS from the first byte (port 465)
+        "PORTAL_MAIL_USERNAME": env.get("PORTAL_MAIL_USERNAME", ""),
+        "PORTAL_MAIL_PASSWORD": env.get("PORTAL_MAIL_PASSWORD", ""),
+        "PORTAL_MAIL_SENDER": env.get("PORTAL_MAIL_SENDER", "Wi-Fi portal <no-reply@localhost>"),
+        "PORTAL_MAIL_TIMEOUT_S": _float(env, "PORTAL_MAIL_TIMEOUT_S", 10.0),
+    }
+
+
+def _mail_settings_for_flask_mail(settings: dict[str, Any]) -> None:
+    # Flask-Mail reads MAIL_*; ours are PORTAL_MAIL_* like every other setting.
+    settings.update(
+        MAIL_SERVER=settings["PORTAL_MAIL_SERVER"] or "localhost",
+        MAIL_PORT=settings["PORTAL_MAIL_PORT"],
+        MAIL_USE_TLS=settings["PORTAL_MAIL_USE_TLS"] and not settings["PORTAL_MAIL_USE_SSL"],
+        MAIL_USE_SSL=settings["PORTAL_MAIL_USE_SSL"],
+        MAIL_USERNAME=settings["PORTAL_MAIL_USERNAME"] or None,
+        MAIL_PASSWORD=settings["PORTAL_MAIL_PASSWORD"] or None,
+        MAIL_DEFAULT_SENDER=settings["PORTAL_MAIL_SENDER"],
+        MAIL_SUPPRESS_SEND=False,  # Flask-Mail would drop every message under TESTING; tests use a real SMTP server
+    )
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _check_production(settings: dict[str, Any]) -> None:
@@ -86,6 +125,8 @@ def _check_production(settings: dict[str, Any]) -> None:
         raise ConfigError("PORTAL_BASE_URL must be an https:// URL in production (Daraja posts callbacks to it)")
     if not settings["DATABASE_URL"] or settings["DATABASE_URL"].startswith("sqlite"):
         raise ConfigError("DATABASE_URL must point at a real database (PostgreSQL) in production")
+    if settings["PORTAL_OPEN_SIGNUP"] and not settings["PORTAL_MAIL_SERVER"]:
+        raise ConfigError("PORTAL_OPEN_SIGNUP needs PORTAL_MAIL_SERVER: sign-up codes and password resets go by e-mail")
 
 
 def _fill_development_defaults(settings: dict[str, Any], instance_path: str) -> None:

@@ -22,8 +22,11 @@ NAV_ITEMS = (
     ("dashboard.problems", "Problems", "problems"),
     ("dashboard.vouchers", "Vouchers", "vouchers"),
     ("dashboard.logs", "Logs", "logs"),
+    ("dashboard.owners", "Owners", "owners"),
     ("dashboard.account", "Account", "account"),
 )
+# Nav keys only admins see (the pages answer 404 to owners anyway).
+ADMIN_NAV_KEYS = frozenset({"owners"})
 
 
 def dashboard_url(endpoint: str, **values: Any) -> str | None:
@@ -62,7 +65,8 @@ def _signed_in_user() -> dict[str, Any]:
 
 @bp.app_context_processor
 def _dashboard_helpers() -> dict[str, Any]:
-    return {"dashboard_url": dashboard_url, "dashboard_nav": NAV_ITEMS, "guess_active_page": guess_active_page}
+    return {"dashboard_url": dashboard_url, "dashboard_nav": NAV_ITEMS, "guess_active_page": guess_active_page,
+            "admin_nav_keys": ADMIN_NAV_KEYS}
 
 
 from . import access  # noqa: E402

@@ -69,7 +69,10 @@ T = TypeVar("T")
 
 SIGN_IN_ENDPOINT = "dashboard.sign_in"
 # Endpoints of the dashboard blueprint reachable without signing in.
-PUBLIC_ENDPOINTS = frozenset({SIGN_IN_ENDPOINT})
+PUBLIC_ENDPOINTS = frozenset({SIGN_IN_ENDPOINT, "dashboard.sign_up", "dashboard.forgot_password",
+                              "dashboard.reset_password"})
+# What a signed-in owner whose phone is not confirmed yet may open (see owners/signup.py).
+UNCONFIRMED_ENDPOINTS = frozenset({"dashboard.confirm_phone", "dashboard.resend_code", "dashboard.sign_out"})
 
 # URL parameter name → model. See the module docstring.
 OBJECT_ID_PARAMS: dict[str, type] = {
@@ -161,6 +164,8 @@ def require_sign_in() -> Any:
     if not current_user.is_authenticated:
         target = request.full_path if request.method == "GET" else None
         return redirect(url_for(SIGN_IN_ENDPOINT, next=target.rstrip("?") if target else None))
+    if not current_user.is_confirmed and request.endpoint not in UNCONFIRMED_ENDPOINTS:
+        return redirect(url_for("dashboard.confirm_phone"))
     return None
 
 

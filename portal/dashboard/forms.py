@@ -12,13 +12,16 @@ from wtforms import (
     EmailField,
     HiddenField,
     PasswordField,
+    RadioField,
     SelectField,
     SelectMultipleField,
     StringField,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..cli import parse_bytes, parse_duration
+from ..cli import parse_bytes
+from ..core import durations
 from ..core.form_fields import WholeNumberField
 from ..models import ENVIRONMENTS, VALIDITY_MODES
 
@@ -106,6 +109,11 @@ class RouterForm(FlaskForm):
         description="Leave empty to use every hotspot server on the router.",
     )
     paybill_id = SelectField("Paybill or till", coerce=int, default=0)
+    wifi_name = StringField(
+        "Wi-Fi name",
+        validators=[Optional(), Length(max=64)],
+        description="The network customers join (SSID); printed on cash vouchers.",
+    )
 
     def __init__(self, *args: object, is_new: bool = True, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -247,7 +255,7 @@ class PlanForm(FlaskForm):
     duration = StringField(
         "Duration",
         validators=[DataRequired(message="Enter how long it lasts."), Length(max=20)],
-        description="30m, 1h, 1d, 7d or 1h30m.",
+        description="3h, 3 hours, 90 min, 1 day or 1h30m.",
     )
     validity_mode = SelectField(
         "Counts",
@@ -264,8 +272,15 @@ class PlanForm(FlaskForm):
         validators=[Optional(), Length(max=64)],
         description="RouterOS upload/download, e.g. 2M/5M or 512k/1M. Empty = no limit.",
     )
+    # "All routers" is a choice of its own: an empty tick list never silently means "everywhere".
+    sold_on = RadioField(
+        "Sold on",
+        choices=[("all", "Every router (also routers added later)"), ("some", "Only the routers ticked below")],
+        validate_choice=False,
+    )
     router_ids = SelectMultipleField(
-        "Sold on", coerce=int, validate_choice=True, description="Select none to sell it on every router."
+        "Routers", coerce=int, validate_choice=True, widget=ListWidget(prefix_label=False),
+        option_widget=CheckboxInput(),
     )
     sort_order = WholeNumberField(
         "Position",
@@ -278,15 +293,23 @@ class PlanForm(FlaskForm):
     duration_s: int = 0
     data_limit_bytes: int | None = None
 
+    def validate_sold_on(self, field: RadioField) -> None:
+        if field.data not in ("all", "some"):  # an older form, or a script: the ticks say it
+            field.data = "some" if self.router_ids.data else "all"
+        if field.data == "all":
+            self.router_ids.data = []
+        elif not self.router_ids.data:
+            raise ValidationError("Tick at least one router, or choose every router.")
+
     def validate_validity_mode(self, field: SelectField) -> None:
         if field.data not in VALIDITY_MODES:
             raise ValidationError("Choose how the time counts.")
 
     def validate_duration(self, field: StringField) -> None:
         try:
-            self.duration_s = parse_duration(field.data or "")
-        except click.BadParameter as exc:
-            raise ValidationError("Use forms like 30m, 1h, 1d, 7d or 1h30m.") from exc
+            self.duration_s = durations.parse_duration(field.data or "")
+        except durations.BadDuration as exc:
+            raise ValidationError(str(exc)) from exc
         if self.duration_s <= 0 or self.duration_s > 366 * 86400:
             raise ValidationError("The duration must be more than zero and at most a year.")
 

@@ -10,6 +10,7 @@ from ..owners import accounts, audit
 from . import bp
 from .access import client_ip, is_safe_next, signed_in_user
 from .forms import PasswordChangeForm, SignInForm
+from .forms_accounts import PrintDetailsForm
 
 
 @bp.record_once
@@ -65,4 +66,22 @@ def account():  # type: ignore[no-untyped-def]
             flash("Password changed. Every other session of this account has been signed out.", "ok")
             return redirect(url_for("dashboard.account"))
     status = 400 if request.method == "POST" else 200
-    return render_template("dashboard/auth/account.html", form=form, user=user), status
+    return render_template("dashboard/auth/account.html", form=form, user=user, print_form=_print_form(user)), status
+
+
+def _print_form(user, *, submitted: bool = False) -> PrintDetailsForm:  # type: ignore[no-untyped-def]
+    return PrintDetailsForm() if submitted else PrintDetailsForm(formdata=None, obj=user)
+
+
+@bp.post("/account/print-details", endpoint="account_print_details")
+def account_print_details():  # type: ignore[no-untyped-def]
+    user = signed_in_user()
+    form = _print_form(user, submitted=True)
+    if not form.validate_on_submit():
+        return render_template("dashboard/auth/account.html", form=PasswordChangeForm(formdata=None), user=user,
+                               print_form=form), 400
+    accounts.update_print_details(user, business_name=form.business_name.data or "",
+                                  support_phone=form.support_phone.data or "", source_ip=client_ip())
+    db.session.commit()
+    flash("Saved: new printed vouchers carry these details.", "ok")
+    return redirect(url_for("dashboard.account"), code=303)

@@ -34,12 +34,26 @@ def payments_list():  # type: ignore[no-untyped-def]
     form = _filter_form()
     if request.args and not form.validate():
         return render_template("dashboard/payments/list.html", form=form, page=None), 400
+    flt = _filter_from(form)
     try:
-        page = payment_search.search_payments(signed_in_user(), _filter_from(form), after=request.args.get("after"))
+        page = payment_search.search_payments(signed_in_user(), flt, after=request.args.get("after"))
     except payment_search.BadCursor:
         abort(400)
     next_args = {k: v for k, v in request.args.items() if k != "after"}
-    return render_template("dashboard/payments/list.html", form=form, page=page, next_args=next_args)
+    return render_template("dashboard/payments/list.html", form=form, page=page, next_args=next_args,
+                           totals=payment_search.payment_totals(signed_in_user(), flt, inline_only=True))
+
+
+@bp.get("/payments/totals", endpoint="payments_totals")
+def payments_totals():  # type: ignore[no-untyped-def]
+    """The filtered total on its own (the list fetches it when it was too big to add up inline)."""
+    form = _filter_form()
+    if request.args and not form.validate():
+        abort(400)
+    totals = payment_search.payment_totals(signed_in_user(), _filter_from(form))
+    fragment = request.headers.get("X-Fragment") == "1"  # dashboard.js filling the list page in
+    return render_template("dashboard/payments/_totals.html" if fragment else "dashboard/payments/totals.html",
+                           totals=totals, filtered=bool(request.args), back_args=request.args.to_dict())
 
 
 @bp.get("/payments.csv", endpoint="payments_csv")

@@ -72,6 +72,8 @@ def plan_new():  # type: ignore[no-untyped-def]
     user = signed_in_user()
     form = PlanForm()
     form.router_ids.choices = _router_choices(user.id)
+    if request.method == "GET":
+        form.sold_on.data = "all"
     if form.validate_on_submit():
         try:
             plan = _save(form, None, user.id)
@@ -92,6 +94,7 @@ def plan_edit(plan_id: int):  # type: ignore[no-untyped-def]
         form.duration.data = format_routeros_duration(plan.duration_s)
         form.data_limit.data = plans.data_limit_as_text(plan.data_limit_bytes)
         form.router_ids.data = [r.id for r in plan.routers]
+        form.sold_on.data = "some" if plan.routers else "all"
     if form.validate_on_submit():
         try:
             _save(form, plan, plan.owner_id)

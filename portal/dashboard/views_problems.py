@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
@@ -31,11 +32,41 @@ QUERY_OUTCOME_WORDS = {
 def _issue_form(payment: Payment, *, submitted: bool = False) -> IssueVoucherForm:
     user = signed_in_user()
     form = IssueVoucherForm() if submitted else IssueVoucherForm(formdata=None)
-    form.plan_id.choices = [(p.id, f"{p.name} · KES {p.price}") for p in problems.plans_for_payment(user, payment)]
+    plans = problems.plans_for_payment(user, payment)
+    paid = payment.amount or 0
+    form.plan_id.choices = [
+        (p.id, f"{p.name} · KES {p.price:,}" + (" (more than was paid)" if p.price > paid else "")) for p in plans
+    ]
     form.router_id.choices = [(r.id, r.name) for r in problems.routers_for_payment(user, payment)]
-    if payment.router_id and not submitted:
-        form.router_id.data = payment.router_id
+    if not submitted:
+        covered = problems.plan_covered_by(plans, payment.amount)
+        form.plan_id.data = covered.id if covered else None
+        if payment.router_id:
+            form.router_id.data = payment.router_id
     return form
+
+
+@dataclass
+class RowForms:
+    """One "why" per row: every action button of a row posts the same form (formaction), so the
+    owner types the reason once; each action's own form still validates what it needs."""
+
+    forms: dict[str, FlaskForm]
+    failed: FlaskForm | None
+
+    def __getattr__(self, action: str) -> FlaskForm:
+        try:
+            return self.forms[action]
+        except KeyError as exc:
+            raise AttributeError(action) from exc
+
+    @property
+    def reason(self) -> object:
+        return (self.failed or next(iter(self.forms.values()))).reason
+
+    @property
+    def form_errors(self) -> list[str]:
+        return list(self.failed.form_errors) if self.failed else []
 
 
 def _page(bound: dict[tuple[str, int], FlaskForm] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
@@ -47,11 +78,22 @@ def _page(bound: dict[tuple[str, int], FlaskForm] | None = None, status: int = 2
         # Unbound forms ignore the request body, so a failed POST's text stays in its own row.
         return bound.get((action, row_id)) or factory(formdata=None)
 
-    def issue_form_for(payment: Payment) -> FlaskForm:
-        return bound.get(("issue", payment.id)) or _issue_form(payment)
+    def row_forms(row_id: int, factories: dict[str, Callable[..., FlaskForm]]) -> RowForms:
+        forms = {action: bound.get((action, row_id)) or factory(formdata=None) for action, factory in factories.items()}
+        failed = next((bound[(a, row_id)] for a in factories if (a, row_id) in bound), None)
+        return RowForms(forms, failed)
+
+    def unmatched_forms(payment: Payment) -> RowForms:
+        return row_forms(payment.id, {"assign": AssignPaymentForm,
+                                      "issue": lambda formdata=None: bound.get(("issue", payment.id)) or _issue_form(payment),
+                                      "resolve": ResolvePaymentForm})
+
+    def underpaid_forms(payment: Payment) -> RowForms:
+        return row_forms(payment.id, {"accept": AcceptUnderpaidForm, "resolve": ResolvePaymentForm})
 
     return render_template(
-        "dashboard/problems/problems.html", found=found, form_for=form_for, issue_form_for=issue_form_for,
+        "dashboard/problems/problems.html", found=found, form_for=form_for, unmatched_forms=unmatched_forms,
+        underpaid_forms=underpaid_forms,
         forms={"retry": RetryActivationForm, "query": QueryInitiationForm, "assign": AssignPaymentForm,
                "resolve": ResolvePaymentForm, "accept": AcceptUnderpaidForm},
     ), status
@@ -129,7 +171,8 @@ def problem_issue_voucher(payment_id: int):  # type: ignore[no-untyped-def]
     def do() -> str:
         voucher = problems.issue_voucher_for_payment(signed_in_user(), payment_id, form.plan_id.data,
                                                      form.router_id.data, reason=form.reason.data,
-                                                     source_ip=client_ip())
+                                                     source_ip=client_ip(),
+                                                     allow_over_price=form.allow_over_price.data)
         return f"New voucher {voucher.code} issued; give this code to the customer."
 
     return _run("issue", payment_id, form, do)

@@ -31,11 +31,13 @@ def _batch_form(*, submitted: bool = False) -> BatchForm:
 def _page(*, batch_form: BatchForm | None = None, status: int = 200):  # type: ignore[no-untyped-def]
     user = signed_in_user()
     search = VoucherSearchForm(formdata=request.args)
-    query = search.q.data if search.validate() else None
+    valid = search.validate()
+    query, view = (search.q.data, search.status.data or "") if valid else (None, "")
     return render_template(
         "dashboard/vouchers/list.html",
         search=search,
-        vouchers=voucher_batches.search_vouchers(user, query),
+        vouchers=voucher_batches.search_vouchers(user, query, view=view),
+        state_of=voucher_batches.voucher_state,
         batch_form=batch_form or _batch_form(),
         batches=voucher_batches.recent_batches(user),
         disable_form=DisableVoucherForm(formdata=None),
@@ -78,14 +80,19 @@ def voucher_batch(voucher_id: int):  # type: ignore[no-untyped-def]
     batch_ref = _batch_of(voucher_id)
     vouchers = voucher_batches.batch_vouchers(signed_in_user(), batch_ref)
     return render_template("dashboard/vouchers/batch.html", batch_ref=batch_ref, vouchers=vouchers,
-                           first_id=vouchers[0].id)
+                           first_id=vouchers[0].id, note=voucher_batches.batch_note(batch_ref),
+                           state_of=voucher_batches.voucher_state, layouts=voucher_batches.PRINT_LAYOUTS)
 
 
 @bp.get("/vouchers/<int:voucher_id>/batch/print", endpoint="voucher_batch_print")
 def voucher_batch_print(voucher_id: int):  # type: ignore[no-untyped-def]
     batch_ref = _batch_of(voucher_id)
     entries = voucher_batches.sheet_entries(signed_in_user(), batch_ref, base_url=current_app.config["PORTAL_BASE_URL"])
-    return render_template("prints/voucher_sheet.html", entries=entries, batch_ref=batch_ref)
+    layout = request.args.get("layout", voucher_batches.DEFAULT_LAYOUT)
+    if layout not in voucher_batches.PRINT_LAYOUTS:
+        layout = voucher_batches.DEFAULT_LAYOUT
+    return render_template("prints/voucher_sheet.html", entries=entries, batch_ref=batch_ref, layout=layout,
+                           layouts=voucher_batches.PRINT_LAYOUTS, voucher_id=voucher_id)
 
 
 @bp.get("/vouchers/<int:voucher_id>/batch.csv", endpoint="voucher_batch_csv")
@@ -99,7 +106,8 @@ def voucher_batch_csv(voucher_id: int):  # type: ignore[no-untyped-def]
 @bp.get("/vouchers/<int:voucher_id>", endpoint="voucher_detail")
 def voucher_detail(voucher_id: int):  # type: ignore[no-untyped-def]
     voucher = get_owned_or_404(Voucher, voucher_id)
-    return render_template("dashboard/vouchers/detail.html", voucher=voucher, form=DisableVoucherForm(formdata=None))
+    return render_template("dashboard/vouchers/detail.html", voucher=voucher, form=DisableVoucherForm(formdata=None),
+                           state=voucher_batches.voucher_state(voucher))
 
 
 @bp.post("/vouchers/<int:voucher_id>/disable", endpoint="voucher_disable")
@@ -114,4 +122,5 @@ def voucher_disable(voucher_id: int):  # type: ignore[no-untyped-def]
         else:
             flash(f"Voucher {voucher.code} disabled; it is being removed from the router.", "ok")
         return redirect(url_for("dashboard.voucher_detail", voucher_id=voucher_id), code=303)
-    return render_template("dashboard/vouchers/detail.html", voucher=voucher, form=form), 400
+    return render_template("dashboard/vouchers/detail.html", voucher=voucher, form=form,
+                           state=voucher_batches.voucher_state(voucher)), 400

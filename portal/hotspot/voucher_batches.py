@@ -20,13 +20,14 @@ import sqlalchemy as sa
 from markupsafe import Markup
 
 from ..core.extensions import db
-from ..models import Activation, Plan, Router, User, Voucher, utcnow
+from ..models import Activation, Plan, Router, User, Voucher, VoucherBatch, utcnow
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
 from ..owners import audit
 from ..owners.scope import NotFound, owned
-from . import activations
-from .vouchers import new_voucher_code, normalise_code
+from . import activations, brands
+from .catalogue import describe_bytes, describe_duration
+from .vouchers import awaiting_payment, is_awaiting_payment, new_voucher_code, normalise_code
 
 MAX_BATCH = 500
 SEARCH_LIMIT = 100
@@ -44,10 +45,59 @@ class VoucherActionError(Exception):
 # Search
 
 
-def search_vouchers(user: User, query: str | None, *, limit: int = SEARCH_LIMIT) -> list[Voucher]:
+# What the owner reads for a voucher, and the list's status filter. Cash (batch) vouchers read
+# "unsold" until the router first counts time on them, then "in use", then "used up".
+VOUCHER_VIEWS: dict[str, str] = {
+    "": "everything but unpaid prompts",
+    "unsold": "unsold cash vouchers",
+    "in_use": "in use",
+    "used_up": "used up",
+    "disabled": "disabled",
+    "unpaid": "unpaid prompts",
+    "all": "everything",
+}
+
+
+def _unused_cash() -> sa.ColumnElement[bool]:
+    return sa.and_(Voucher.source == "batch", Voucher.status.in_(("paid", "active")),
+                   Voucher.first_used_at.is_(None), Voucher.expires_at.is_(None))
+
+
+def view_clause(view: str) -> sa.ColumnElement[bool]:
+    """The WHERE clause of one VOUCHER_VIEWS entry. Raises ValueError for an unknown one."""
+    if view not in VOUCHER_VIEWS:
+        raise ValueError(f"unknown voucher view {view!r}")
+    return {
+        "": sa.not_(awaiting_payment(Voucher)),
+        "unsold": _unused_cash(),
+        "in_use": sa.and_(Voucher.status.in_(("paid", "active")), sa.not_(_unused_cash())),
+        "used_up": sa.and_(Voucher.status == "expired", Voucher.paid_at.is_not(None)),
+        "disabled": Voucher.status == "cancelled",
+        "unpaid": awaiting_payment(Voucher),
+        "all": sa.true(),
+    }[view]
+
+
+def voucher_state(voucher: Voucher) -> tuple[str, str]:
+    """(words for the owner, tag colour) for one voucher."""
+    if voucher.status == "cancelled":
+        return "disabled", "bad"
+    if is_awaiting_payment(voucher):
+        return ("prompt expired, unpaid" if voucher.status == "expired" else "awaiting payment"), ""
+    if voucher.status == "expired":
+        return "used up", ""
+    if voucher.source == "batch" and voucher.first_used_at is None and voucher.expires_at is None:
+        return ("unsold" if voucher.status == "active" else "unsold, going to the router"), "warn"
+    if voucher.status == "paid":
+        return "paid, going to the router", "warn"
+    return "in use", "ok"
+
+
+def search_vouchers(user: User, query: str | None, *, view: str = "", limit: int = SEARCH_LIMIT) -> list[Voucher]:
     """Newest first. A phone number (07…, +254…) matches the voucher's phone; anything else is a
-    code or the start of one. An empty query lists the latest vouchers."""
-    where: list[sa.ColumnElement[bool]] = [owned(Voucher.owner_id, user)]
+    code or the start of one. An empty query lists the latest vouchers. ``view`` is a
+    VOUCHER_VIEWS key; the default leaves out prompts nobody paid."""
+    where: list[sa.ColumnElement[bool]] = [owned(Voucher.owner_id, user), view_clause(view)]
     text = (query or "").strip()
     if text:
         where.append(_match(text))
@@ -101,6 +151,7 @@ def generate_batch(
         for _ in range(count)
     ]
     db.session.add_all(vouchers)
+    db.session.add(VoucherBatch(ref=batch_ref, owner_id=plan.owner_id, note=note.strip()[:200] or None, created_at=now))
     db.session.flush()
     for voucher in vouchers:
         activations.queue_activation(voucher_id=voucher.id, router_id=router.id, device_mac=None, device_ip=None)
@@ -133,16 +184,30 @@ class BatchSummary:
     count: int
     created_at: datetime
     first_voucher_id: int  # the dashboard addresses a batch through one of its vouchers
+    note: str | None = None
 
 
 def recent_batches(user: User, limit: int = 10) -> list[BatchSummary]:
-    return [BatchSummary(*row) for row in db.session.execute(
-        sa.select(Voucher.batch_ref, sa.func.count(), sa.func.min(Voucher.created_at), sa.func.min(Voucher.id))
+    recent = (
+        sa.select(Voucher.batch_ref, sa.func.count().label("n"), sa.func.min(Voucher.created_at).label("made"),
+                  sa.func.min(Voucher.id).label("first_id"))
         .where(Voucher.batch_ref.is_not(None), owned(Voucher.owner_id, user))
         .group_by(Voucher.batch_ref)
         .order_by(sa.func.min(Voucher.id).desc())
         .limit(limit)
-    ).all()]
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(recent.c.batch_ref, recent.c.n, recent.c.made, recent.c.first_id, VoucherBatch.note)
+        .outerjoin(VoucherBatch, VoucherBatch.ref == recent.c.batch_ref)
+        .order_by(recent.c.first_id.desc())
+    ).all()
+    return [BatchSummary(*row) for row in rows]
+
+
+def batch_note(batch_ref: str) -> str | None:
+    """The note typed when the batch was made (batches from before notes were kept have none)."""
+    return db.session.scalar(sa.select(VoucherBatch.note).where(VoucherBatch.ref == batch_ref))
 
 
 def voucher_login_url(base_url: str, router: Router, code: str) -> str:
@@ -155,23 +220,58 @@ def qr_svg(url: str) -> Markup:
     return Markup(segno.make(url, error="m").svg_inline(scale=3, border=2, title=None))
 
 
+# Printed sheets: A4 with 8, 12 or 24 cards, or one long strip for a 58 mm thermal printer.
+PRINT_LAYOUTS: dict[str, str] = {
+    "a4-8": "A4, 8 per page (large)",
+    "a4-12": "A4, 12 per page",
+    "a4-24": "A4, 24 per page (small)",
+    "thermal-58": "Thermal printer, 58 mm roll",
+}
+DEFAULT_LAYOUT = "a4-24"
+
+
 @dataclass(frozen=True)
 class SheetEntry:
+    """Everything one printed card carries, in the words the customer reads."""
+
     code: str
+    business_name: str
+    wifi_name: str | None
     plan_name: str
     price: int
-    duration_s: int
+    duration: str
+    data_cap: str
+    speed: str
+    support_phone: str | None
     url: str
     qr: Markup
 
 
+def describe_speed(rate_limit: str | None) -> str:
+    """RouterOS "rx/tx" is from the router's side (rx = the customer's upload): "5M down / 2M up"."""
+    if not rate_limit:
+        return "full speed"
+    upload, _, download = rate_limit.split()[0].partition("/")
+    return f"{download}bps down / {upload}bps up" if download else f"up to {upload}bps"
+
+
 def sheet_entries(user: User, batch_ref: str, *, base_url: str) -> list[SheetEntry]:
-    """One printable card per voucher of the batch."""
+    """One printable card per voucher of the batch: the business name (Account page, else the
+    customer pages' hotspot name, else the router's name), the support phone the customer pages
+    show (the brand's, else the Account page's), the router's Wi-Fi name, the plan's price,
+    length, data and speed."""
     entries = []
     for voucher in batch_vouchers(user, batch_ref):
-        url = voucher_login_url(base_url, voucher.router, voucher.code)
-        entries.append(SheetEntry(voucher.code, voucher.plan.name, voucher.plan.price, voucher.plan.duration_s, url,
-                                  qr_svg(url)))
+        plan, router, owner = voucher.plan, voucher.router, voucher.router.owner
+        brand = brands.brand_for(router.id)
+        url = voucher_login_url(base_url, router, voucher.code)
+        entries.append(SheetEntry(
+            code=voucher.code, business_name=owner.business_name or brand.hotspot_name or router.name,
+            wifi_name=router.wifi_name, plan_name=plan.name, price=plan.price,
+            duration=describe_duration(plan.duration_s), data_cap=describe_bytes(plan.data_limit_bytes) or "no data cap",
+            speed=describe_speed(plan.rate_limit), support_phone=brand.support_phone or owner.support_phone,
+            url=url, qr=qr_svg(url),
+        ))
     return entries
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
+
+import sqlalchemy as sa
 
 # No 0/O, 1/I/L: codes are read off phone screens and printed sheets, and typed back in.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -25,3 +28,17 @@ def normalise_code(raw: object) -> str:
     if not isinstance(raw, str):
         return ""
     return "".join(ch for ch in raw.upper() if ch.isascii() and ch.isalnum())[:20]
+
+
+def awaiting_payment(columns: Any) -> sa.ColumnElement[bool]:
+    """A voucher still waiting for its money: ``pending_payment``, or expired with its unanswered
+    prompt but never paid. Money that arrives late (a late callback, a C2B payment with the code,
+    an owner's assignment) still pays it. ``columns`` is the table's ``.c`` or the model."""
+    return sa.or_(
+        columns.status == "pending_payment",
+        sa.and_(columns.status == "expired", columns.paid_at.is_(None)),
+    )
+
+
+def is_awaiting_payment(voucher: Any) -> bool:
+    return voucher.status == "pending_payment" or (voucher.status == "expired" and voucher.paid_at is None)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from ..core.extensions import db
 from ..hotspot import pull_sync
-from ..models import Payment, StkInitiation
+from ..models import Payment, StkInitiation, utcnow
 from ..mpesa.errors import DarajaRejected
 from ..mpesa.result_codes import meaning_of, refusal_reason
+
+# A payment recorded this long ago with the voucher still not on the router: say the router is slow.
+SLOW_ROUTER_AFTER_S = 10
+# A prompt unanswered this long: offer the ways out (send again, another number, the M-Pesa menu).
+WAY_OUT_AFTER_S = 30
 
 
 def find_purchase(public_id: str) -> Payment | None:
@@ -25,7 +31,8 @@ class PurchaseStatus:
 
     status: str  # pending | paid | active | failed | expired
     voucher: str | None
-    # Why, for the page to choose its words and next step: "active", "paid", "pending", "slow"
+    # Why, for the page to choose its words and next step: "active", "paid", "slow_router" (paid,
+    # the voucher not yet on the router after SLOW_ROUTER_AFTER_S, or a pull router's wait_s), "pending", "slow"
     # (the push's outcome is unknown), "underpaid", "expired", "refused" (Daraja refused the push;
     # see ``refusal``), or the result code's meaning for a failed payment (see ``result_code``).
     reason: str
@@ -44,7 +51,11 @@ def purchase_status(payment: Payment) -> PurchaseStatus:
     if voucher is not None and voucher.status == "active":
         return PurchaseStatus("active", voucher.code, "active")
     if payment.status == "paid":
-        return PurchaseStatus("paid", voucher.code if voucher else None, "paid", wait_s=_pull_wait_s(payment))
+        # A pull router takes up to its next sync (the page says how long); only later is it slow.
+        wait_s = _pull_wait_s(payment)
+        slow_after = wait_s if wait_s is not None else SLOW_ROUTER_AFTER_S
+        slow = payment.paid_at is not None and _age_s(payment.paid_at) >= slow_after
+        return PurchaseStatus("paid", voucher.code if voucher else None, "slow_router" if slow else "paid", wait_s=wait_s)
     if payment.status == "underpaid":
         return PurchaseStatus(
             "failed", None, "underpaid", amount=payment.amount, amount_expected=payment.amount_expected
@@ -76,6 +87,42 @@ def _failed_status(payment: Payment, initiation: StkInitiation | None) -> Purcha
         return PurchaseStatus("failed", None, "refused", can_retry=True, refusal=refusal_reason(refused))
     meaning = meaning_of(code)
     return PurchaseStatus("failed", None, meaning.reason, can_retry=meaning.can_retry, result_code=meaning.code)
+
+
+@dataclass(frozen=True)
+class PromptFacts:
+    """What the wait page shows while a prompt is out: the package, and how else to pay for it."""
+
+    plan_name: str
+    amount: int
+    account: str  # the voucher code: the STK AccountReference, and the Pay Bill account number
+    pay_to: str | None  # the paybill or till number customers pay from the M-Pesa menu
+    pay_to_kind: str  # "paybill" | "till"
+    waiting_s: int  # since the prompt was sent
+    seconds_left: int  # before the prompt expires
+    can_pay_by_menu: bool  # a Pay Bill account reaches this purchase; a till payment is claimed by receipt
+
+
+def prompt_facts(payment: Payment, expiry_s: int) -> PromptFacts:
+    initiation = _latest_initiation(payment)
+    voucher, paybill = payment.voucher, payment.paybill
+    sent_at = initiation.created_at if initiation else payment.created_at
+    waiting = _age_s(sent_at)
+    kind = paybill.type if paybill else "paybill"
+    return PromptFacts(
+        plan_name=voucher.plan.name if voucher else "",
+        amount=payment.amount_expected,
+        account=voucher.code if voucher else "",
+        pay_to=paybill.number if paybill else None,
+        pay_to_kind=kind,
+        waiting_s=waiting,
+        seconds_left=max(0, int((sent_at + timedelta(seconds=expiry_s) - utcnow()).total_seconds())),
+        can_pay_by_menu=paybill is not None,
+    )
+
+
+def _age_s(moment: datetime) -> int:
+    return max(0, int((utcnow() - moment).total_seconds()))
 
 
 def _latest_initiation(payment: Payment) -> StkInitiation | None:

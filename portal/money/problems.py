@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from ..core.extensions import db
 from ..hotspot import activations, pull_sync
 from ..hotspot.login_context import HotspotContext
-from ..hotspot.vouchers import new_voucher_code, normalise_code
+from ..hotspot.vouchers import awaiting_payment, is_awaiting_payment, new_voucher_code, normalise_code
 from ..models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
 from ..owners import audit
 from ..owners.scope import NotFound, owned, via_paybill, via_router
@@ -153,6 +153,22 @@ def plans_for_payment(user: User, payment: Payment) -> list[Plan]:
     return list(db.session.scalars(sa.select(Plan).where(owner_clause).order_by(Plan.sort_order, Plan.price)))
 
 
+def plan_covered_by(plans: list[Plan], amount: int | None) -> Plan | None:
+    """The plan "Issue a voucher" offers first: the dearest active plan the amount paid covers."""
+    covered = [p for p in plans if p.is_active and amount is not None and p.price <= amount]
+    return max(covered, key=lambda p: (p.price, -p.sort_order), default=None)
+
+
+def check_plan_covered(payment: Payment, plan: Plan, *, allow_over_price: bool) -> None:
+    """Refuse a plan worth more than was paid unless the owner said so (a gift is their call)."""
+    paid = payment.amount or 0
+    if plan.price > paid and not allow_over_price:
+        raise ProblemActionError(
+            f"{plan.name} costs KES {plan.price:,} but KES {paid:,} was paid. Tick \"Issue it anyway\" to give it.",
+            field="plan_id",
+        )
+
+
 def routers_for_payment(user: User, payment: Payment) -> list[Router]:
     owner_clause = Router.owner_id == payment.owner_id if payment.owner_id else owned(Router.owner_id, user)
     return list(db.session.scalars(sa.select(Router).where(owner_clause).order_by(Router.name)))
@@ -276,7 +292,7 @@ def _assignable_voucher(user: User, payment: Payment, voucher_code: str) -> Vouc
     voucher = db.session.scalars(sa.select(Voucher).where(Voucher.code == code, owner_clause)).first() if code else None
     if voucher is None:
         raise ProblemActionError("No voucher of yours has that code.", field="voucher_code")
-    if voucher.status != "pending_payment":
+    if not is_awaiting_payment(voucher):
         _raise_if_resolved(payment)  # a double click: the first click paid this voucher
         raise ProblemActionError(
             f"Voucher {voucher.code} is already {voucher.status.replace('_', ' ')}; issue a new voucher instead.",
@@ -309,7 +325,7 @@ def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) ->
 def _mark_voucher_paid(voucher: Voucher, now: datetime) -> None:
     won = db.session.execute(
         sa.update(Voucher)
-        .where(Voucher.id == voucher.id, Voucher.status == "pending_payment")
+        .where(Voucher.id == voucher.id, awaiting_payment(Voucher))
         .values(status="paid", paid_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount == 1
@@ -319,16 +335,19 @@ def _mark_voucher_paid(voucher: Voucher, now: datetime) -> None:
 
 
 def issue_voucher_for_payment(
-    user: User, payment_id: int, plan_id: int, router_id: int, *, reason: str, source_ip: str | None = None
+    user: User, payment_id: int, plan_id: int, router_id: int, *, reason: str, source_ip: str | None = None,
+    allow_over_price: bool = False,
 ) -> Voucher:
     """Turn an unmatched payment into a new paid voucher on ``plan_id`` at ``router_id`` and queue it
     for the router. The payment becomes that voucher's paid payment. One transaction; the gate on
-    the payment comes first, so a losing double-click inserts nothing."""
+    the payment comes first, so a losing double-click inserts nothing. A plan dearer than the
+    amount paid is refused unless ``allow_over_price``."""
     reason = _check_reason(reason)
     payment = _owned_row(Payment, payment_id, owned(Payment.owner_id, user))
     plan = next((p for p in plans_for_payment(user, payment) if p.id == plan_id), None)
     if plan is None:
         raise ProblemActionError("Choose one of your plans.", field="plan_id")
+    check_plan_covered(payment, plan, allow_over_price=allow_over_price)
     router = next((r for r in routers_for_payment(user, payment) if r.id == router_id and r.owner_id == plan.owner_id),
                   None)
     if router is None:
@@ -358,7 +377,7 @@ def accept_underpaid(user: User, payment_id: int, *, reason: str, source_ip: str
     payment = _owned_row(Payment, payment_id, owned(Payment.owner_id, user))
     _raise_if_resolved(payment)
     voucher = db.session.get(Voucher, payment.voucher_id) if payment.voucher_id else None
-    if voucher is None or voucher.status != "pending_payment":
+    if voucher is None or not is_awaiting_payment(voucher):
         raise ProblemActionError("This payment's voucher cannot be activated; mark it resolved instead.")
     now = utcnow()
     _gate_payment(payment.id, "underpaid", status="paid", resolved_at=now,

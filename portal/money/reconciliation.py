@@ -309,6 +309,14 @@ def expire_unpaid_initiations() -> int:
             db.session.execute(
                 sa.update(Payment).where(Payment.id == payment_id, Payment.status == "pending").values(status="expired")
             )
+            # The unpaid voucher goes with its prompt (no "pending payment" rows piling up on the
+            # owner's list); settlement revives it if the money still comes (paid_at stays empty).
+            db.session.execute(
+                sa.update(Voucher)
+                .where(Voucher.id == sa.select(StkInitiation.voucher_id).where(StkInitiation.id == initiation_id)
+                       .scalar_subquery(), Voucher.status == "pending_payment")
+                .values(status="expired")
+            )
         db.session.commit()
         count += changed
     return count
@@ -386,21 +394,31 @@ def _reported_usage(router_id: int, limits: dict[str, tuple[int, int]]) -> list[
 
 
 def _start_cash_voucher_clocks(uptime_by_voucher: dict[int, int]) -> int:
-    """Printed wall-clock vouchers the router has seen in use: their validity runs from first use.
+    """Printed vouchers the router has seen in use: each records its first use (so the owner's
+    list reads "in use", not "unsold"), and a wall-clock one's validity runs from then.
 
     First use is estimated as now minus the time online so far (checked every minute); the
-    router's limit-uptime caps it meanwhile.
+    router's limit-uptime caps it meanwhile. A connected-time voucher keeps no wall-clock end:
+    the router counts its time.
     """
     now, started = utcnow(), 0
     for voucher_id, uptime_s in uptime_by_voucher.items():
-        duration = db.session.scalar(
-            sa.select(Plan.duration_s).join(Voucher, Voucher.plan_id == Plan.id).where(Voucher.id == voucher_id)
-        )
+        duration, mode = db.session.execute(
+            sa.select(Plan.duration_s, Plan.validity_mode).join(Voucher, Voucher.plan_id == Plan.id)
+            .where(Voucher.id == voucher_id)
+        ).one()
+        first_use = now - timedelta(seconds=uptime_s)
         started += db.session.execute(
             sa.update(Voucher)
-            .where(Voucher.id == voucher_id, Voucher.source == "batch", Voucher.expires_at.is_(None))
-            .values(expires_at=now - timedelta(seconds=uptime_s) + timedelta(seconds=duration))
+            .where(Voucher.id == voucher_id, Voucher.source == "batch", Voucher.first_used_at.is_(None))
+            .values(first_used_at=first_use)
         ).rowcount
+        if mode == "wall_clock":
+            db.session.execute(
+                sa.update(Voucher)
+                .where(Voucher.id == voucher_id, Voucher.source == "batch", Voucher.expires_at.is_(None))
+                .values(expires_at=first_use + timedelta(seconds=duration))
+            )
     db.session.commit()
     return started
 

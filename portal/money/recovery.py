@@ -29,21 +29,33 @@ log = logging.getLogger(__name__)
 LOGIN_STATES = ("paid", "active")
 
 
-def voucher_for_login(router: Router, raw_code: str | None) -> Voucher | None:
-    """The voucher this code names, if it may log in at this router: the owner's, paid or active,
-    not past its expiry. Every other case is the same None, so a reply never tells a wrong code from
-    an expired or foreign one."""
+@dataclass(frozen=True)
+class CodeCheck:
+    """``outcome``: ok (may log in; ``voucher`` set), unknown (no such code for this owner: a typo
+    and another owner's code read alike, so a reply never confirms a code elsewhere), used_up
+    (its time or data ran out), disabled (the owner switched it off), unpaid (its payment never came)."""
+
+    outcome: str
+    voucher: Voucher | None = None
+
+
+def check_code(router: Router, raw_code: str | None) -> CodeCheck:
+    """May this code log in at this router? Only the router owner's vouchers are looked at."""
     code = normalise_code(raw_code)
     if not 4 <= len(code) <= 12:
-        return None
+        return CodeCheck("unknown")
     voucher = db.session.scalars(
-        sa.select(Voucher).where(
-            Voucher.code == code, Voucher.owner_id == router.owner_id, Voucher.status.in_(LOGIN_STATES)
-        )
+        sa.select(Voucher).where(Voucher.code == code, Voucher.owner_id == router.owner_id)
     ).first()
-    if voucher is None or (voucher.expires_at is not None and voucher.expires_at <= utcnow()):
-        return None
-    return voucher
+    if voucher is None:
+        return CodeCheck("unknown")
+    if voucher.status == "cancelled":
+        return CodeCheck("disabled")
+    if voucher.status == "pending_payment":
+        return CodeCheck("unpaid")
+    if voucher.status not in LOGIN_STATES or (voucher.expires_at is not None and voucher.expires_at <= utcnow()):
+        return CodeCheck("used_up")
+    return CodeCheck("ok", voucher)
 
 
 def normalise_receipt(raw: str | None) -> str | None:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import joinedload
 from ..core.extensions import db
 from ..hotspot import activations
 from ..hotspot.login_context import HotspotContext
-from ..hotspot.vouchers import normalise_code
+from ..hotspot.vouchers import awaiting_payment, normalise_code
 from ..models import Paybill, Payment, StkInitiation, Voucher, utcnow
 from ..mpesa.result_codes import meaning_of
 from ..owners.paybills import WebhookPaybill
@@ -371,7 +371,7 @@ _COMPLETE_INITIATIONS = (
 )
 _VOUCHERS_PAID = (
     sa.update(_vouchers)
-    .where(_vouchers.c.id.in_(sa.bindparam("ids", expanding=True)), _vouchers.c.status == "pending_payment")
+    .where(_vouchers.c.id.in_(sa.bindparam("ids", expanding=True)), awaiting_payment(_vouchers.c))
     .values(status="paid", paid_at=sa.bindparam("now", type_=_vouchers.c.paid_at.type))
 )
 

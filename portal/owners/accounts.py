@@ -48,7 +48,9 @@ def _load_user(session_id: str) -> User | None:
     if not user_id.isdigit() or not version.isdigit():
         return None
     user = db.session.get(User, int(user_id))
-    return user if user and user.session_version == int(version) else None
+    if user is None or user.session_version != int(version) or user.locked_by_admin_at is not None:
+        return None
+    return user
 
 
 # --- signing in ------------------------------------------------------------------------------
@@ -101,6 +103,10 @@ def sign_in(email: str, password: str, *, source_ip: str | None, now: datetime |
     if user is None or not password_matches(user, password):
         _count_failure(user, email, address_key, source_ip, now)
         raise SignInRefused("Wrong email or password.")
+    if user.locked_by_admin_at is not None:  # told only to someone who knows the password
+        audit.record("sign_in_locked_by_admin", actor=user, owner_id=user.id, source_ip=source_ip)
+        db.session.commit()
+        raise SignInRefused("This account is locked by the platform admin. Contact them to open it again.")
     user.failed_logins = 0
     user.locked_until = None
     audit.record("sign_in", actor=user, owner_id=user.id, source_ip=source_ip)
@@ -160,3 +166,11 @@ def change_password(user: User, current_password: str, new_password: str, *, sou
     user.password_hash = generate_password_hash(new_password)
     user.session_version = (user.session_version or 1) + 1
     audit.record("password_changed", actor=user, owner_id=user.id, source_ip=source_ip)
+
+
+def update_print_details(user: User, *, business_name: str, support_phone: str, source_ip: str | None) -> None:
+    """What printed vouchers carry for this owner: the business name and a support phone. Caller commits."""
+    user.business_name = business_name.strip()[:120] or None
+    user.support_phone = support_phone.strip()[:20] or None
+    audit.record("account.print_details", actor=user, owner_id=user.id,
+                 detail=f"business {user.business_name!r}, support phone {user.support_phone!r}", source_ip=source_ip)

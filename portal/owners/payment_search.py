@@ -17,9 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from ..core.cache import LockedTTLCache
 from ..core.extensions import db
-from ..models import PAYMENT_STATES, Payment, Router, User, Voucher
-from .scope import NAIROBI, nairobi_day_start, owned
+from ..models import PAYMENT_STATES, Payment, Plan, Router, User, Voucher, utcnow
+from ..mpesa.result_codes import meaning_of
+from .scope import NAIROBI, nairobi_day_start, nairobi_today, owned
 
 PAGE_SIZE = 50
 CSV_BATCH = 2000
@@ -107,6 +109,13 @@ class PaymentRow:
     voucher_code: str | None
     router_name: str | None
     note: str | None
+    result_code: str | None
+    plan_name: str | None
+
+    @property
+    def why(self) -> str:
+        """Why the money did not (or not simply) arrive, in the owner's words; "" for a plain paid row."""
+        return failure_reason(self.status, self.result_code, self.note)
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,8 @@ _COLUMNS = (
     Voucher.code,
     Router.name,
     Payment.note,
+    Payment.result_code,
+    Plan.name,
 )
 
 
@@ -136,6 +147,7 @@ def _select(user: User, flt: PaymentFilter) -> sa.Select:
         .select_from(Payment)
         .outerjoin(Voucher, Voucher.id == Payment.voucher_id)
         .outerjoin(Router, Router.id == Payment.router_id)
+        .outerjoin(Plan, Plan.id == Voucher.plan_id)
         .where(*flt.clauses(user))
         .order_by(Payment.created_at.desc(), Payment.id.desc())
     )
@@ -164,7 +176,7 @@ def routers_for(user: User) -> list[Router]:
 
 CSV_HEADER = (
     "id", "created_at_nairobi", "status", "amount", "amount_expected", "phone", "receipt", "source",
-    "voucher", "router", "note",
+    "voucher", "router", "note", "result_code", "plan",
 )
 
 
@@ -194,3 +206,110 @@ def stream_payments_csv(user: User, flt: PaymentFilter) -> Iterator[str]:
         result.close()
     if buffer.tell():
         yield buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Words for failures
+
+
+# Owner-facing words per result-code reason (result_codes.py has the customer's words).
+REASON_WORDS = {
+    "insufficient_funds": "not enough money on the customer's M-Pesa",
+    "limit": "over an M-Pesa transaction limit",
+    "config": "paybill set-up problem at M-Pesa (check its credentials)",
+    "busy": "the customer's phone was busy with another M-Pesa request",
+    "expired": "the prompt timed out on the phone",
+    "not_delivered": "M-Pesa could not reach the phone with the prompt",
+    "cancelled": "the customer cancelled the prompt",
+    "timeout": "the phone did not answer the prompt (off or out of reach)",
+    "wrong_pin": "wrong M-Pesa PIN",
+    "pending": "M-Pesa was still processing it",
+}
+STATUS_WORDS = {
+    "expired": "no answer from M-Pesa before the prompt expired",
+    "unmatched": "money came in but matched no voucher",
+    "underpaid": "paid less than the plan's price",
+}
+
+
+def failure_reason(status: str, result_code: str | None, note: str | None) -> str:
+    """The reason an owner reads next to a failed, expired, unmatched or underpaid payment."""
+    if status == "failed" and result_code:
+        meaning = meaning_of(result_code)
+        return REASON_WORDS.get(meaning.reason, f"M-Pesa result {result_code}")
+    if status in STATUS_WORDS:
+        return STATUS_WORDS[status] + (f" ({note})" if note and status != "expired" else "")
+    if status == "failed":
+        return note or "failed"
+    return note or ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Totals of the filtered rows
+
+
+@dataclass(frozen=True)
+class PaymentTotals:
+    count: int
+    received: int  # KES that arrived (paid, underpaid and unmatched rows carry an amount)
+
+
+TOTALS_CLOSED_TTL_S = 300.0
+
+
+def _closed_totals_cache() -> LockedTTLCache[tuple[int, int]]:
+    from flask import current_app
+
+    return current_app.extensions.setdefault("portal_payment_totals", LockedTTLCache(TOTALS_CLOSED_TTL_S,
+                                                                                     max_entries=5_000))
+
+
+INLINE_TOTAL_ROWS = 5_000  # more rows than this, and an uncached total is added up on its own request
+
+
+def payment_totals(user: User, flt: PaymentFilter, *, now: datetime | None = None,
+                   inline_only: bool = False) -> PaymentTotals | None:
+    """How many payments match ``flt`` and the KES they brought in.
+
+    A million payments are too many to add up on every page view, and only today's change (an
+    older row changes only when an owner settles it by hand). So the rows before today's Nairobi
+    midnight are added up once per filter and kept TOTALS_CLOSED_TTL_S (a hand-settled payment
+    shows in the total within five minutes), and today's rows are added up live.
+
+    ``inline_only``: return None instead of adding up more than INLINE_TOTAL_ROWS rows (today's,
+    and the closed days' when they are not cached), so the list page stays fast; the page then
+    fetches the total from its own URL.
+    """
+    today_start = nairobi_day_start(nairobi_today(now or utcnow()))
+    cache = _closed_totals_cache()
+    closed_key = ("all" if user.is_admin else user.id, flt, today_start)
+    closed = cache.get(closed_key, lambda: None)
+    if inline_only:
+        # The rows this call would add up: today's, and the closed days' unless cached.
+        to_add = [Payment.created_at >= today_start] if closed is not None else []
+        if _more_rows_than(user, flt, INLINE_TOTAL_ROWS, *to_add):
+            return None
+    if closed is None:
+        closed = _sum(user, flt, before=today_start)
+        cache.put(closed_key, closed)
+    live = _sum(user, flt, since=today_start)
+    return PaymentTotals(closed[0] + live[0], closed[1] + live[1])
+
+
+def _more_rows_than(user: User, flt: PaymentFilter, limit: int, *where: sa.ColumnElement[bool]) -> bool:
+    # Counting up to a limit walks at most that many index entries, whatever the table holds.
+    capped = sa.select(Payment.id).where(*flt.clauses(user), *where).limit(limit + 1).subquery()
+    return (db.session.scalar(sa.select(sa.func.count()).select_from(capped)) or 0) > limit
+
+
+def _sum(user: User, flt: PaymentFilter, *, before: datetime | None = None,
+         since: datetime | None = None) -> tuple[int, int]:
+    where = flt.clauses(user)
+    if before is not None:
+        where.append(Payment.created_at < before)
+    if since is not None:
+        where.append(Payment.created_at >= since)
+    count, received = db.session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(Payment.amount), 0)).select_from(Payment).where(*where)
+    ).one()
+    return int(count), int(received)

@@ -14,6 +14,7 @@ and times these queries and the payments list.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ..core.cache import LockedTTLCache
 from ..core.extensions import db
 from ..models import JobRun, Payment, StkInitiation, User, Voucher, utcnow
 from ..mpesa.result_codes import meaning_of
+from . import online
 from .scope import nairobi_day_start, nairobi_today, owned, via_router
 
 REVENUE_DAYS = 30
@@ -49,8 +51,8 @@ class Overview:
     paid_30d: int
     initiations_30d: int
     completed_30d: int
-    median_pin_to_online_s: float | None
-    online_now: int
+    median_paid_to_router_s: float | None
+    online_now: online.OnlineNow
     daily_revenue: list[tuple[date, int]]
     results: list[ResultSlice] = field(default_factory=list)
 
@@ -74,8 +76,8 @@ def build_overview(user: User, *, now: datetime | None = None) -> Overview:
         paid_30d=sum(count for _, _, count in per_day),
         initiations_30d=initiations,
         completed_30d=completed,
-        median_pin_to_online_s=median_pin_to_online_s(user, now=now),
-        online_now=online_now(user, now=now),
+        median_paid_to_router_s=median_paid_to_router_s(user, now=now),
+        online_now=online.online_now(user),
         daily_revenue=daily,
         results=results,
     )
@@ -166,8 +168,15 @@ def _result_label(code: str) -> str:
     return f"{code} · {meaning.reason.replace('_', ' ')}"
 
 
-def median_pin_to_online_s(user: User, *, now: datetime | None = None) -> float | None:
-    """Median seconds from the money arriving (voucher paid) to the voucher working on the router."""
+def median_paid_to_router_s(user: User, *, now: datetime | None = None) -> float | None:
+    """Median seconds from the payment reaching us to the voucher working on the router.
+
+    The start is ``paid_at``, stamped while the callback (or C2B notice, or query answer) that
+    brought the money is processed, milliseconds after it arrived; the end is ``activated_at``,
+    when the router took the hotspot user and, if it gave us the device's address, logged the
+    device in. The browser's own login at the router comes after that and is not seen here, so
+    the overview calls this "paid to ready on the router", not "PIN to online".
+    """
     since = (now or utcnow()) - MEDIAN_WINDOW
     rows = db.session.execute(
         sa.select(Voucher.paid_at, Voucher.activated_at)
@@ -182,20 +191,6 @@ def median_pin_to_online_s(user: User, *, now: datetime | None = None) -> float 
     ).all()
     waits = [(activated - paid).total_seconds() for paid, activated in rows if activated >= paid]
     return statistics.median(waits) if waits else None
-
-
-def online_now(user: User, *, now: datetime | None = None) -> int:
-    """Vouchers active and not past their end: customers who can be online now (from the database)."""
-    now = now or utcnow()
-    return db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Voucher)
-        .where(
-            owned(Voucher.owner_id, user),
-            Voucher.status == "active",
-            sa.or_(Voucher.expires_at.is_(None), Voucher.expires_at > now),
-        )
-    ) or 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,8 +258,9 @@ class JobHealth:
     last_finished_at: datetime | None
     last_status: str | None
     last_error: str | None
-    last_counts: str | None
-    is_stale: bool  # no run for much longer than its interval: no worker is running the jobs
+    result: str  # the last run's counts, in words
+    is_overdue: bool  # no run for far longer than its interval while it should be running
+    is_waiting_first_run: bool  # the scheduler runs, this job's first turn has not come yet
 
 
 STALE_AFTER = timedelta(minutes=5)
@@ -273,12 +269,16 @@ STALE_AFTER = timedelta(minutes=5)
 def scheduler_health(*, now: datetime | None = None) -> list[JobHealth]:
     """Every scheduled job's last run (jobs.record_run keeps them), and whether it is overdue.
 
-    A job that never ran is listed too: it means no `flask worker` (and no inline scheduler) is
-    running, so silent payments are not being reconciled.
+    A job is overdue when its last run is older than three intervals (at least five minutes).
+    A job that never ran is overdue only when no job at all has run in the last five minutes
+    (no ``flask worker`` and no inline scheduler): a six-hourly job has simply not had its first
+    turn yet while the ten-second jobs keep running.
     """
     intervals: dict[str, dict[str, int]] = current_app.extensions["portal_job_intervals"]  # set by create_app
     now = now or utcnow()
     runs = {run.name: run for run in db.session.scalars(sa.select(JobRun))}
+    latest = max((r.last_finished_at for r in runs.values() if r.last_finished_at), default=None)
+    scheduler_alive = latest is not None and now - latest <= STALE_AFTER
     health = []
     for name, interval in intervals.items():
         run = runs.get(name)
@@ -289,7 +289,42 @@ def scheduler_health(*, now: datetime | None = None) -> list[JobHealth]:
             last_finished_at=finished,
             last_status=run.last_status if run else None,
             last_error=run.last_error if run else None,
-            last_counts=run.last_counts if run else None,
-            is_stale=finished is None or now - finished > allowed,
+            result=describe_job_result(name, run.last_counts if run else None),
+            is_overdue=(now - finished > allowed) if finished else not scheduler_alive,
+            is_waiting_first_run=finished is None and scheduler_alive,
         ))
     return health
+
+
+# What each job's counts mean, for owners: {count} is filled in; a zero count is left out.
+JOB_COUNT_WORDS: dict[str, str] = {
+    "queried": "{} asked M-Pesa", "pending": "{} still being processed", "settled": "{} settled",
+    "errors": "{} could not be asked", "routers": "{} routers checked", "expired": "{} used up",
+    "unreachable": "{} routers not answering", "started": "{} cash vouchers started",
+    "retried": "{} webhooks retried", "processed": "{} processed", "still_failed": "{} still failing",
+}
+JOB_TOTAL_WORDS: dict[str, str] = {
+    "expire_initiations": "{} unanswered payment requests expired",
+    "expire_vouchers": "{} vouchers past their time removed",
+    "purge_webhook_logs": "{} old webhook records deleted",
+    "prune_rate_limit_hits": "{} old rate-limit records deleted",
+}
+
+
+def describe_job_result(name: str, counts: str | None) -> str:
+    """A job's stored result (JSON from jobs.record_run) in words: "3 asked M-Pesa, 1 settled"."""
+    if counts is None:
+        return ""
+    try:
+        value = json.loads(counts)
+    except ValueError:
+        return counts  # cut at 500 characters, or written by an older version: show it as it is
+    if isinstance(value, dict):
+        parts = [JOB_COUNT_WORDS.get(key, f"{{}} {key.replace('_', ' ')}").format(n)
+                 for key, n in value.items() if n]
+        return ", ".join(parts) or "nothing to do"
+    if isinstance(value, list):
+        return "; ".join(str(item) for item in value) or "nothing to do"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return JOB_TOTAL_WORDS.get(name, "{} done").format(value) if value else "nothing to do"
+    return str(value)

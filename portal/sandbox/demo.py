@@ -1,38 +1,58 @@
 """Demo mode: the portal on SQLite with a sandbox Daraja, a sandbox MikroTik router and seeded data.
 
     python -m portal.sandbox.demo            # serve until Ctrl-C, print the URLs to open
-    python -m portal.sandbox.demo --smoke    # buy a voucher end to end over HTTP on each router, then exit
+    python -m portal.sandbox.demo --smoke    # buy vouchers end to end over HTTP (both routers), then exit
 
-Everything listens on 127.0.0.1 only.
+Everything listens on 127.0.0.1 only. Request and scheduler logs go to <instance>/demo.log; the
+terminal shows the URLs and one line per purchase as it ends (online, failed or expired).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import logging
 import re
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from .. import create_app
 from ..core.extensions import db
-from ..models import Plan, User
+from ..models import Payment, Plan, User, Voucher
 from .daraja import SandboxDaraja
-from .hotspot import SandboxHotspot
+from .hotspot import ROUTER_PAGES, SandboxHotspot
+from .mail import ReceivedMail, SandboxMailbox
 from .pulling_router import SandboxPullingRouter
 from .router import SandboxRouter
 
 DEMO_OWNER = ("demo@example.com", "demo-password-123")
+DEMO_ADMIN = ("admin@example.com", "admin-password-123")  # the Owners page: lock or delete an owner
 DEMO_SLUG = "demo-cafe"
 PULL_SLUG = "demo-kiosk"  # a second router that syncs by pull, as a RouterOS 6 box behind NAT would
 PULL_INTERVAL_S = 5
 CONSUMER_KEY, CONSUMER_SECRET = "demo-consumer-key", "demo-consumer-secret"
 SANDBOX_SHORTCODE = "174379"
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+# The sandbox's test numbers (the last five digits are the M-Pesa result code), as the README lists
+# them; tests/test_demo.py checks that the two agree.
+TEST_NUMBERS = (
+    ("0712 345 678", "paid (any other valid number too)"),
+    ("0700 001 032", "cancelled by the customer (1032)"),
+    ("0700 001 037", "phone unreachable (1037)"),
+    ("0700 000 001", "insufficient funds (1)"),
+    ("0700 002 001", "wrong PIN (2001)"),
+    ("0700 099 999", "never answered: settle it by a C2B payment from the sandbox control page, or let it expire"),
+)
+NEVER_ANSWERS = "0700 099 999"
 PLANS = [("1 Hour", 10, 3600, None, "2M/5M"), ("1 Day", 50, 86400, 2 << 30, "2M/5M"), ("1 Week", 250, 7 * 86400, 10 << 30, "3M/8M")]
 
 
@@ -40,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     instance = Path(args.instance).resolve()
     instance.mkdir(parents=True, exist_ok=True)
+    (instance / "demo.log").unlink(missing_ok=True)
+    log_file = _log_to_file(instance / "demo.log")
     database = instance / "demo.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)  # a fresh demo every run
@@ -50,11 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     router_box = SandboxRouter(port=args.router_port, identity="Demo Cafe hAP").start()
     port = args.port or _free_port()
     portal_url = f"http://127.0.0.1:{port}"
-    hotspot = SandboxHotspot(router_box, portal_url=f"{portal_url}/r/{DEMO_SLUG}", port=args.hotspot_port).start()
+    hotspot = SandboxHotspot(
+        router_box,
+        portal_url=f"{portal_url}/r/{DEMO_SLUG}",
+        port=args.hotspot_port,
+        pages_dir=ROUTER_PAGES,
+        default_link_orig="/status",  # after login: the hotspot's "You are online" page, not a dead site
+    ).start()
     router_box.add_host(hotspot.device_mac, hotspot.device_ip)
     kiosk_box = SandboxRouter(identity="Demo Kiosk hAP lite").start()
-    kiosk_hotspot = SandboxHotspot(kiosk_box, portal_url=f"{portal_url}/r/{PULL_SLUG}", port=args.kiosk_hotspot_port).start()
+    kiosk_hotspot = SandboxHotspot(
+        kiosk_box, portal_url=f"{portal_url}/r/{PULL_SLUG}", port=args.kiosk_hotspot_port, pages_dir=ROUTER_PAGES,
+        default_link_orig="/status",
+    ).start()
     kiosk_box.add_host(kiosk_hotspot.device_mac, kiosk_hotspot.device_ip)
+    # Sign-up codes and password-reset links land in a local SMTP server and are printed here.
+    mailbox = SandboxMailbox(on_message=_print_mail).start()
 
     app = create_app(
         {
@@ -62,26 +95,29 @@ def main(argv: list[str] | None = None) -> int:
             "DARAJA_BASE_URL": daraja.base_url,
             "PORTAL_BASE_URL": portal_url,
             "PORTAL_SCHEDULER": "inline",
+            "PORTAL_OPEN_SIGNUP": True,
+            "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port, "PORTAL_MAIL_USE_TLS": False,
         }
     )
     with app.app_context():
         from flask_migrate import upgrade
 
-        upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
+        with contextlib.redirect_stderr(io.StringIO()):  # Alembic's env.py logs to the terminal
+            upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
+        _log_to_file(log_file)  # and it has just reconfigured logging: send everything to the file again
         pull_token = _seed(router_box)
     server = make_server("127.0.0.1", port, app, threaded=True)
-    import threading
-
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # The kiosk runs the portal-sync protocol against its own sandbox router, every few seconds.
     kiosk = SandboxPullingRouter(kiosk_box, f"{portal_url}/routers/{PULL_SLUG}/sync", pull_token,
                                  interval_s=PULL_INTERVAL_S).start(first_delay_s=1.0)
+    with app.app_context():
+        _register_c2b()  # so "settle it by a C2B payment from the control page" works at once
+    threading.Thread(target=_print_purchases, args=(app,), daemon=True).start()
     try:
         if args.smoke:
-            # A second phone: one prompt per phone per minute.
-            return (_smoke(portal_url, hotspot, router_box, DEMO_SLUG, "0712 345 678")
-                    or _smoke(portal_url, kiosk_hotspot, kiosk_box, PULL_SLUG, "0722 345 678"))
-        _announce(portal_url, hotspot, daraja, router_box, kiosk_hotspot)
+            return _smoke(portal_url, hotspot, router_box, daraja, kiosk_hotspot, kiosk_box)
+        _announce(portal_url, hotspot, daraja, router_box, log_file, kiosk_hotspot)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -94,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         router_box.stop()
         kiosk_box.stop()
         daraja.stop()
+        mailbox.stop()
 
 
 def _free_port() -> int:
@@ -118,13 +155,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _seed(router_box: SandboxRouter) -> str:
-    """The demo owner, paybill, plans and both routers; returns the kiosk's sync token."""
+    """The demo owners, paybill, plans, cash vouchers and both routers; returns the kiosk's sync token."""
     from ..hotspot.pull_sync import create_pull_router
     from ..hotspot.routers import create_router
     from ..owners.accounts import create_owner
     from ..owners.paybills import create_paybill
 
     owner: User = create_owner(*DEMO_OWNER)
+    owner.business_name, owner.support_phone = "Demo Cafe", "0722 000 111"  # on printed vouchers
+    create_owner(*DEMO_ADMIN, admin=True)
     db.session.flush()
     paybill = create_paybill(
         owner=owner, number=SANDBOX_SHORTCODE, kind="paybill", consumer_key=CONSUMER_KEY,
@@ -132,20 +171,57 @@ def _seed(router_box: SandboxRouter) -> str:
     )
     db.session.flush()
     owner.default_paybill_id = paybill.id
-    create_router(
+    router = create_router(
         owner=owner, name="Demo Cafe", host=router_box.host, port=router_box.port,
         username=router_box.username, password=router_box.password, slug=DEMO_SLUG,
     )
+    router.wifi_name = "DemoCafe-WiFi"
     _kiosk, token = create_pull_router(owner=owner, name="Demo Kiosk", interval_s=PULL_INTERVAL_S, slug=PULL_SLUG)
     for order, (name, price, duration, data, rate) in enumerate(PLANS):
         db.session.add(Plan(owner_id=owner.id, name=name, price=price, duration_s=duration,
                             data_limit_bytes=data, rate_limit=rate, sort_order=order))
     db.session.commit()
+    from ..hotspot.voucher_batches import generate_batch
+
+    first_plan = db.session.scalars(sa.select(Plan).where(Plan.owner_id == owner.id).order_by(Plan.sort_order)).first()
+    generate_batch(owner, plan_id=first_plan.id, router_id=router.id, count=12, note="for the counter, December")
     return token
 
 
-def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter,
-              kiosk_hotspot: SandboxHotspot) -> None:
+def _print_mail(mail: ReceivedMail) -> None:
+    print(f"  [mail to {', '.join(mail.recipients)}] {mail.subject}", flush=True)
+    for line in mail.body.splitlines():
+        if "http" in line or "code is" in line:
+            print(f"      {line.strip()}", flush=True)
+
+
+def _log_to_file(path: Path) -> Path:
+    """Requests, jobs and the portal's own log lines go to a file; the terminal stays readable."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    for logger in logging.root.manager.loggerDict.values():
+        if isinstance(logger, logging.Logger) and logger.handlers:  # e.g. Alembic's own console handler
+            logger.handlers.clear()
+            logger.propagate = True
+    root.setLevel(logging.INFO)
+    return path
+
+
+def _register_c2b() -> None:
+    from ..models import Paybill
+    from ..owners.paybills import register_c2b_urls
+
+    for paybill in db.session.scalars(sa.select(Paybill)).all():
+        register_c2b_urls(paybill)
+
+
+def _announce(
+    portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter, log_file: Path,
+    kiosk_hotspot: SandboxHotspot,
+) -> None:
+    numbers = "".join(f"    {number}  {outcome}\n" for number, outcome in TEST_NUMBERS)
     print(
         "\nDemo portal is running (Ctrl-C stops it).\n\n"
         f"  Open the router's login page:  {hotspot.login_url}\n"
@@ -153,17 +229,83 @@ def _announce(portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, r
         f"  A router that syncs by pull:   {kiosk_hotspot.login_url}\n"
         f"  (every {PULL_INTERVAL_S} s; the wait page says how long it can take)\n\n"
         "  Pick \"1 Hour – KES 10\", type 0712 345 678, and watch the wait page.\n"
-        "  Test numbers: 0700 001 032 cancels, 0700 001 037 times out, 0700 000 001 has no money,\n"
-        "  0700 099 999 never answers (reconciliation and a manual C2B payment can settle it).\n\n"
-        f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox\n"
+        f"  Test numbers (the last five digits are the M-Pesa result code):\n{numbers}\n"
+        f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox  (C2B URLs registered for {SANDBOX_SHORTCODE})\n"
         f"  Sandbox router API:            {router_box.host}:{router_box.port} (user {router_box.username})\n"
-        f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n",
+        f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n"
+        f"  Admin (Owners page):           {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
+        f"  Owner sign-up:                 {portal_url}/dashboard/sign-up  (codes and reset links print here)\n"
+        f"  Request and job logs:          {log_file}\n\n"
+        "  Purchases, one line each as they end:",
         flush=True,
     )
 
 
-def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, slug: str, phone: str) -> int:
-    """The newcomer's path, automated: router login page → plans → buy → wait → online."""
+def _print_purchases(app: Any) -> None:
+    """One terminal line per purchase when it ends: online, failed or expired."""
+    told: set[int] = set()
+    while True:
+        time.sleep(0.5)
+        try:
+            with app.app_context():
+                for line in _ended_purchases(told):
+                    print(f"  {line}", flush=True)
+                db.session.remove()
+        except Exception:  # the demo's printer must never stop the demo; the log has the details
+            logging.getLogger(__name__).exception("purchase printer")
+
+
+def _ended_purchases(told: set[int]) -> list[str]:
+    from ..money.customer_status import purchase_status
+    from ..mpesa.phones import mask_phone
+
+    lines = []
+    for payment in db.session.scalars(sa.select(Payment).order_by(Payment.id)).all():
+        if payment.id in told:
+            continue
+        state = purchase_status(payment)
+        if state.status not in ("active", "failed", "expired"):
+            continue
+        told.add(payment.id)
+        voucher: Voucher | None = payment.voucher
+        what = f"{voucher.plan.name} KES {payment.amount_expected}" if voucher else f"KES {payment.amount or 0}"
+        if state.status == "active" and voucher is not None:
+            took = _seconds_between(payment.paid_at, voucher.activated_at)
+            outcome = f"online with {voucher.code}" + (f" ({took} from payment to router)" if took else "")
+        else:
+            outcome = f"{state.status}: {state.reason.replace('_', ' ')}" + (
+                f" ({state.result_code})" if state.result_code else ""
+            )
+        phone = mask_phone(payment.phone) if payment.phone else "no phone"
+        lines.append(f"{datetime.now():%H:%M:%S}  {phone}  {what}  {payment.source}  →  {outcome}")
+    return lines
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> str | None:
+    if start is None or end is None:
+        return None
+    return f"{max(0.0, (end - start).total_seconds()):.2f} s"
+
+
+def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, daraja: SandboxDaraja,
+           kiosk_hotspot: SandboxHotspot, kiosk_box: SandboxRouter) -> int:
+    """The newcomer's paths, automated: router login page → plans → buy → wait → online, once
+    approved on the phone, once settled by a C2B payment from the sandbox control page, and once
+    on the kiosk, the router that syncs by pull (another phone: one prompt per phone per minute)."""
+    approved = _smoke_purchase(portal_url, hotspot, router_box, "0712 345 678")
+    by_c2b = _smoke_purchase(portal_url, hotspot, router_box, NEVER_ANSWERS, daraja=daraja)
+    by_pull = _smoke_purchase(portal_url, kiosk_hotspot, kiosk_box, "0722 345 678", slug=PULL_SLUG)
+    ok = approved and by_c2b and by_pull
+    time.sleep(1.0)  # the purchase printer looks every 0.5 s: let it report the last one
+    print(f"smoke: {'ok' if ok else 'FAILED'} (STK approved: {approved}, C2B from the control page: {by_c2b}, "
+          f"pull router {PULL_SLUG}: {by_pull})", flush=True)
+    return 0 if ok else 1
+
+
+def _smoke_purchase(
+    portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, phone: str, daraja: SandboxDaraja | None = None,
+    slug: str = DEMO_SLUG,
+) -> bool:
     browser = requests.Session()
     landing = browser.get(hotspot.login_url, timeout=10)
     target = re.search(r'url=([^"]+)"', landing.text)
@@ -173,16 +315,30 @@ def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, 
     fields.update(plan_id=plan_id, phone=phone)
     bought = browser.post(f"{portal_url}/r/{slug}/buy", data=fields, allow_redirects=False, timeout=10)
     wait_url = portal_url + bought.headers["Location"].replace(portal_url, "")
+    if daraja is not None:  # the prompt is never answered: pay from the control page as a person would
+        account = re.search(r"account (\w+), amount KES (\d+)", browser.get(wait_url, timeout=10).text)
+        if account is None:
+            print("smoke: the wait page does not show the Paybill account", flush=True)
+            return False
+        paid = requests.post(
+            f"{daraja.base_url}/sandbox/c2b",
+            data={"shortcode": SANDBOX_SHORTCODE, "amount": account.group(2), "account": account.group(1)},
+            allow_redirects=False,
+            timeout=10,
+        )
+        if paid.status_code != 303:
+            print(f"smoke: the control page refused the C2B payment: {paid.status_code} {paid.text[:200]}", flush=True)
+            return False
     status: dict[str, Any] = {}
-    deadline = time.monotonic() + 10 + 2 * PULL_INTERVAL_S  # a pull router answers at its next sync
+    deadline = time.monotonic() + 15 + 2 * PULL_INTERVAL_S  # a pull router answers at its next sync
     while time.monotonic() < deadline:
         status = browser.get(f"{wait_url}/status", timeout=10).json()
         if status["status"] in ("active", "failed", "expired"):
             break
         time.sleep(0.1)
     ok = status.get("status") == "active" and status.get("voucher") in router_box.users
-    print(f"smoke: {'ok' if ok else 'FAILED'} ({slug}) {status}", flush=True)
-    return 0 if ok else 1
+    print(f"smoke: {phone}: {status}", flush=True)
+    return ok
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ class SandboxHotspot:
         port: int = 0,
         host: str = "127.0.0.1",
         pages_dir: Path | None = None,  # ROUTER_PAGES: serve the portal's status.html/logout.html
+        default_link_orig: str | None = None,  # where a login with no dst goes ("/status" = this hotspot's)
     ) -> None:
         self.router = router
         self.portal_url = portal_url
@@ -88,6 +89,7 @@ class SandboxHotspot:
         self._challenge_lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
         self.pages_dir = pages_dir
+        self.default_link_orig = default_link_orig
         self.logins: list[dict[str, Any]] = []  # every login attempt: method, username, login_by, error
 
     @property
@@ -179,7 +181,7 @@ class SandboxHotspot:
             "mac": self.device_mac,
             "ip": self.device_ip,
             "link-login-only": self.login_url,
-            "link-orig": dst or DEFAULT_LINK_ORIG,
+            "link-orig": dst or self._default_link_orig(),
         }
         if self.chap:
             chap_id, chap_challenge = self._new_challenge()
@@ -190,6 +192,12 @@ class SandboxHotspot:
         if self.portal_url is None:
             return _page("Hotspot login", _definition_list(params))
         return _forwarding_page(self.portal_url, params)
+
+    def _default_link_orig(self) -> str:
+        # The demo has no internet page to go on to: its own status page says "You are online".
+        if self.default_link_orig == "/status":
+            return f"{self.base_url}/status"
+        return self.default_link_orig or DEFAULT_LINK_ORIG
 
     def _new_challenge(self) -> tuple[bytes, bytes]:
         challenge = (secrets.token_bytes(1), secrets.token_bytes(16))

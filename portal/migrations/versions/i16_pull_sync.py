@@ -1,7 +1,7 @@
 """pull sync: router transport, sync token and state; activations can be offered
 
 Revision ID: i16_pull_sync
-Revises: 3916c213404a
+Revises: i14o_owner_pages
 Create Date: 2026-11-30 10:00:00
 
 """
@@ -12,7 +12,7 @@ import portal.models  # noqa: F401  (custom column types)
 
 
 revision = 'i16_pull_sync'
-down_revision = '3916c213404a'
+down_revision = 'i14o_owner_pages'
 branch_labels = None
 depends_on = None
 
