@@ -106,11 +106,13 @@ def _json_script(router: Router, base_url: str, token: str) -> str:
         '  :local usage [:toarray ""]',
         '  :foreach u in=[/ip hotspot user find where comment~"^portal voucher "] do={',
         "    :local row [/ip hotspot user get $u]",
+        '    :local uname ($row->"name")',
         '    :local entry [:toarray ""]',
-        '    :set ($entry->"name") ($row->"name")',
+        '    :set ($entry->"name") $uname',
         '    :set ($entry->"uptime") [:tostr ($row->"uptime")]',
         '    :set ($entry->"bytes-in") ($row->"bytes-in")',
         '    :set ($entry->"bytes-out") ($row->"bytes-out")',
+        '    :set ($entry->"active") ([:len [/ip hotspot active find where user=$uname]] > 0)',
         "    :set ($usage->[:len $usage]) $entry",
         "  }",
         '  :local request [:toarray ""]',
@@ -171,8 +173,9 @@ def _json_script(router: Router, base_url: str, token: str) -> str:
 def _rsc_script(router: Router, base_url: str, token: str) -> str:
     check = _fetch_check(base_url)
     usage_item = (
-        '(",{\\"name\\":\\"" . [/ip hotspot user get $u name] . "\\",\\"uptime\\":\\"" . [/ip hotspot user get $u uptime]'
-        ' . "\\",\\"bytes-in\\":" . [/ip hotspot user get $u bytes-in] . ",\\"bytes-out\\":" . [/ip hotspot user get $u bytes-out] . "}")'
+        '(",{\\"name\\":\\"" . $uname . "\\",\\"uptime\\":\\"" . [/ip hotspot user get $u uptime]'
+        ' . "\\",\\"bytes-in\\":" . [/ip hotspot user get $u bytes-in] . ",\\"bytes-out\\":" . [/ip hotspot user get $u bytes-out]'
+        ' . ",\\"active\\":" . ([:len [/ip hotspot active find where user=$uname]] > 0) . "}")'
     )
     lines = [
         *_common_head(router, "rsc", True, base_url, token),
@@ -187,6 +190,7 @@ def _rsc_script(router: Router, base_url: str, token: str) -> str:
         "  :set rounds ($rounds + 1)",
         '  :local usage ""',
         '  :foreach u in=[/ip hotspot user find where comment~"^portal voucher "] do={',
+        "    :local uname [/ip hotspot user get $u name]",
         f"    :if ([:len $usage] < {USAGE_BUDGET_V6}) do={{ :set usage ($usage . {usage_item}) }}",
         "  }",
         '  :local body ("{\\"version\\":\\"" . [/system resource get version] . "\\",\\"acks\\":[" .'

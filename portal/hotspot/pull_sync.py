@@ -90,6 +90,9 @@ class ReportedUsage:
     uptime_s: int
     bytes_in: int
     bytes_out: int
+    # Optional in the protocol ("active": true): the user has a session in /ip hotspot active.
+    # It is what the overview's "online now" counts for a pull router.
+    active: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,8 @@ def _usage_entry(item: Any) -> ReportedUsage | None:
     try:
         uptime = item.get("uptime", 0)
         uptime_s = uptime if isinstance(uptime, int) else parse_routeros_duration(str(uptime))
-        return ReportedUsage(name, max(0, uptime_s), _counter(item.get("bytes-in")), _counter(item.get("bytes-out")))
+        active = item.get("active") in (True, "true", "yes")
+        return ReportedUsage(name, max(0, uptime_s), _counter(item.get("bytes-in")), _counter(item.get("bytes-out")), active)
     except (TypeError, ValueError):
         return None
 
@@ -324,7 +328,8 @@ def _refuse(slug: str, token: str | None) -> NoReturn:
 
 
 def _contact_params(slug: str, token: str | None, request: SyncRequest, now: datetime) -> dict[str, Any]:
-    usage = json.dumps([[u.name, u.uptime_s, u.bytes_in, u.bytes_out] for u in request.usage], separators=(",", ":"))
+    usage = json.dumps([[u.name, u.uptime_s, u.bytes_in, u.bytes_out, u.active] for u in request.usage],
+                       separators=(",", ":"))
     return {"b_slug": slug[:64], "b_hash": token_hash(token) if token else "", "now": now,
             "window_start": now - timedelta(minutes=1), "version": request.version, "usage": usage}
 
@@ -586,7 +591,16 @@ def reported_usage(router_id: int) -> dict[str, ReportedUsage]:
     raw = db.session.scalar(sa.select(Router.sync_usage_json).where(Router.id == router_id))
     try:
         entries = json.loads(raw) if raw else []
-        return {name: ReportedUsage(name, uptime, up, down) for name, uptime, up, down in entries}
+        return {entry[0]: ReportedUsage(*entry) for entry in entries}
     except (ValueError, TypeError):
         log.warning("router %s: stored sync usage unreadable; ignored", router_id)
         return {}
+
+
+def reported_online(router_id: int, now: datetime | None = None) -> tuple[int | None, str | None]:
+    """(customers online, why not known) for a pull router: the sessions its last sync reported,
+    or None when that sync is older than OFFLINE_AFTER (it may have gone quiet hours ago)."""
+    last_sync = db.session.scalar(sa.select(Router.last_sync_at).where(Router.id == router_id))
+    if last_sync is None or last_sync < (now or utcnow()) - OFFLINE_AFTER:
+        return None, "no sync for over 2 minutes" if last_sync else "has not synced yet"
+    return sum(u.active for u in reported_usage(router_id).values()), None

@@ -4,6 +4,9 @@ The overview used to count active vouchers, which counts a printed voucher still
 a customer who went home hours ago. Only the router knows who is on the Wi-Fi, so each of the
 owner's routers is asked (``/ip/hotspot/active/print``) over its pooled connection.
 
+A router that syncs by pull is never asked: its count is the sessions its last sync reported
+(``pull_sync.reported_online``), unknown once that sync is over two minutes old.
+
 A page never waits long for this: routers are asked in parallel on a small thread pool, the page
 waits at most ``ASK_BUDGET_S`` for a cold answer, and every answer (an error too) is kept for
 ``ONLINE_CACHE_S``. A router still answering when the budget runs out is shown as "not answered
@@ -21,6 +24,7 @@ from flask import current_app
 
 from ..core.cache import LockedTTLCache
 from ..core.extensions import db
+from ..hotspot import pull_sync
 from ..hotspot.routers import connection_for
 from ..models import Router, User
 from ..routeros import hotspot
@@ -89,14 +93,17 @@ def _answers() -> _Answers:
 def online_now(user: User, *, budget_s: float = ASK_BUDGET_S) -> OnlineNow:
     """Live session counts of ``user``'s active routers (every owner's, for an admin)."""
     routers = db.session.execute(
-        sa.select(Router.id, Router.name)
+        sa.select(Router.id, Router.name, Router.transport)
         .where(owned(Router.owner_id, user), Router.status == "active")
         .order_by(Router.name, Router.id)
     ).all()
     answers = _answers()
     found: dict[int, RouterAnswer] = {}
     waiting: dict[int, Future[RouterAnswer]] = {}
-    for router_id, _ in routers:
+    for router_id, _, transport in routers:
+        if transport == "pull":
+            found[router_id] = RouterAnswer(*pull_sync.reported_online(router_id))
+            continue
         cached = answers.cache.get(router_id, lambda: None)
         if cached is not None:
             found[router_id] = cached
@@ -107,7 +114,7 @@ def online_now(user: User, *, budget_s: float = ASK_BUDGET_S) -> OnlineNow:
         wait(list(waiting.values()), timeout=budget_s)
     for router_id, future in waiting.items():
         found[router_id] = future.result() if future.done() else RouterAnswer(None, "not answered yet")
-    return OnlineNow([RouterOnline(rid, name, found[rid].sessions, found[rid].error) for rid, name in routers])
+    return OnlineNow([RouterOnline(rid, name, found[rid].sessions, found[rid].error) for rid, name, _ in routers])
 
 
 def _ask(answers: _Answers, router_id: int) -> Future[RouterAnswer]:

@@ -164,7 +164,8 @@ class SandboxPullingRouter:
             return json.dumps({"version": self.version, "acks": acks, "usage": usage}).encode()
         # RouterOS 6 builds the same JSON by string concatenation (the values are its own counters).
         items = "".join(
-            f',{{"name":"{u["name"]}","uptime":"{u["uptime"]}","bytes-in":{u["bytes-in"]},"bytes-out":{u["bytes-out"]}}}'
+            f',{{"name":"{u["name"]}","uptime":"{u["uptime"]}","bytes-in":{u["bytes-in"]},"bytes-out":{u["bytes-out"]},'
+            f'"active":{"true" if u["active"] else "false"}}}'
             for u in usage
         )
         ack_list = "".join(f',"{a}"' for a in acks)
@@ -172,9 +173,11 @@ class SandboxPullingRouter:
 
     def _usage(self) -> list[dict[str, Any]]:
         with self.box.lock:
+            online = {session["user"] for session in self.box.active.values()}
             return [
                 {"name": row["name"], "uptime": row.get("uptime", "0s"),
-                 "bytes-in": int(row.get("bytes-in", "0")), "bytes-out": int(row.get("bytes-out", "0"))}
+                 "bytes-in": int(row.get("bytes-in", "0")), "bytes-out": int(row.get("bytes-out", "0")),
+                 "active": row["name"] in online}
                 for row in self.box.users.values()
                 if row.get("comment", "").startswith("portal voucher ")
             ]

@@ -12,11 +12,13 @@
   :local usage [:toarray ""]
   :foreach u in=[/ip hotspot user find where comment~"^portal voucher "] do={
     :local row [/ip hotspot user get $u]
+    :local uname ($row->"name")
     :local entry [:toarray ""]
-    :set ($entry->"name") ($row->"name")
+    :set ($entry->"name") $uname
     :set ($entry->"uptime") [:tostr ($row->"uptime")]
     :set ($entry->"bytes-in") ($row->"bytes-in")
     :set ($entry->"bytes-out") ($row->"bytes-out")
+    :set ($entry->"active") ([:len [/ip hotspot active find where user=$uname]] > 0)
     :set ($usage->[:len $usage]) $entry
   }
   :local request [:toarray ""]

@@ -13,7 +13,8 @@
   :set rounds ($rounds + 1)
   :local usage ""
   :foreach u in=[/ip hotspot user find where comment~"^portal voucher "] do={
-    :if ([:len $usage] < 3000) do={ :set usage ($usage . (",{\"name\":\"" . [/ip hotspot user get $u name] . "\",\"uptime\":\"" . [/ip hotspot user get $u uptime] . "\",\"bytes-in\":" . [/ip hotspot user get $u bytes-in] . ",\"bytes-out\":" . [/ip hotspot user get $u bytes-out] . "}")) }
+    :local uname [/ip hotspot user get $u name]
+    :if ([:len $usage] < 3000) do={ :set usage ($usage . (",{\"name\":\"" . $uname . "\",\"uptime\":\"" . [/ip hotspot user get $u uptime] . "\",\"bytes-in\":" . [/ip hotspot user get $u bytes-in] . ",\"bytes-out\":" . [/ip hotspot user get $u bytes-out] . ",\"active\":" . ([:len [/ip hotspot active find where user=$uname]] > 0) . "}")) }
   }
   :local body ("{\"version\":\"" . [/system resource get version] . "\",\"acks\":[" . [:pick $portalAcks 1 [:len $portalAcks]] . "],\"usage\":[" . [:pick $usage 1 [:len $usage]] . "]}")
   :do {
