@@ -259,15 +259,41 @@ def record_c2b_payment(
     initiation = _latest_initiation_for_code(code, paybill.id) if code else None
     if initiation is not None:
         return _settle(initiation.payment_id, receipt=receipt, amount=value, source="c2b", initiation_id=initiation.id)
-    voucher = db.session.scalars(sa.select(Voucher).where(Voucher.code == code)).first() if code else None
-    if voucher is not None:
-        payment = db.session.scalars(
-            sa.select(Payment).where(Payment.voucher_id == voucher.id).order_by(Payment.id)
-        ).first()
-        if payment is not None:
-            return _settle(payment.id, receipt=receipt, amount=value, source="c2b")
+    payment = db.session.scalars(
+        _purchases_payable_into(paybill).where(Voucher.code == code).order_by(Payment.id)
+    ).first() if code else None
+    if payment is not None:
+        return _settle(payment.id, receipt=receipt, amount=value, source="c2b")
     return _record_unmatched(
         receipt, value, paybill, bill_ref=bill_ref, note="no purchase matches this account number"
+    )
+
+
+def _purchases_payable_into(paybill: Paybill | WebhookPaybill) -> sa.Select[tuple[Payment]]:
+    """The purchases a payment into ``paybill`` may settle by voucher code (a customer who typed
+    the code as the account number): only those whose own push went to a paybill of the same
+    owner, so money paid to one owner never opens another owner's voucher. The platform's paybill
+    pays only purchases made on the platform's paybill, never those of an owner who has their own."""
+    query = sa.select(Payment).join(Voucher, Payment.voucher_id == Voucher.id).join(
+        Paybill, Payment.paybill_id == Paybill.id
+    )
+    if paybill.owner_id is None:
+        return query.where(Paybill.owner_id.is_(None))
+    return query.where(Paybill.owner_id == paybill.owner_id, Voucher.owner_id == paybill.owner_id)
+
+
+def expected_c2b_price(bill_ref: str | None, paybill: Paybill | WebhookPaybill) -> int | None:
+    """The price a C2B payment quoting ``bill_ref`` into ``paybill`` must at least bring (the C2B
+    validation check), or None when it pays none of this paybill's waiting purchases. Same scope
+    as the confirmation: another owner's voucher code is not ours to price."""
+    code = normalise_code(bill_ref)
+    if not code:
+        return None
+    return db.session.scalar(
+        _purchases_payable_into(paybill)
+        .where(Voucher.code == code, Payment.status == "pending")
+        .with_only_columns(Payment.amount_expected)
+        .limit(1)
     )
 
 

@@ -10,13 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import sqlalchemy as sa
-
-from ..core.extensions import db
 from ..hotspot.vouchers import normalise_code
-from ..models import Payment, Voucher
 from ..money import webhook_log
-from ..money.settlement import parse_amount
+from ..money.settlement import expected_c2b_price, parse_amount
 from ..owners.paybills import WebhookPaybill
 
 ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
@@ -34,18 +30,10 @@ def validation_answer(stored: webhook_log.StoredWebhook, paybill: WebhookPaybill
     except ValueError:
         webhook_log.mark(entry_id, "rejected", "malformed JSON; accepted by default")
         return ACCEPT
-    expected = _expected_price(bill_ref) if bill_ref else None
+    expected = expected_c2b_price(bill_ref, paybill) if bill_ref else None
     if expected is not None and amount is not None and amount < expected:
         webhook_log.mark(entry_id, "processed", f"rejected: KES {amount} below price KES {expected}")
         return REJECT_AMOUNT
     webhook_log.mark(entry_id, "processed", "accepted")
     return ACCEPT
 
-
-def _expected_price(code: str) -> int | None:
-    return db.session.scalar(
-        sa.select(Payment.amount_expected)
-        .join(Voucher, Payment.voucher_id == Voucher.id)
-        .where(Voucher.code == code, Payment.status == "pending")
-        .limit(1)
-    )

@@ -1,0 +1,140 @@
+"""Issue 11's money holes, each against real `flask worker` processes (PostgreSQL when
+TEST_DATABASE_URL is set): no cross-owner C2B, one payment one voucher, no lost success, and
+expiry that does not end the search for the money."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from portal.core.extensions import db
+from portal.models import Activation, Payment, Voucher
+
+from .conftest import SANDBOX_PASSKEY, wait_until
+from .test_purchase_flow import HOTSPOT, _count, _initiation, _payment
+from .test_worker_processes import start_worker, stop
+
+CANCELLING_PHONE = "0700 001 032"  # the sandbox answers 1032: the customer cancelled the prompt
+SILENT_PHONE = "0700 099 999"  # the sandbox never calls back for this number
+
+
+@pytest.fixture
+def app_overrides():  # type: ignore[no-untyped-def]
+    # Several purchases from one test number within a minute; rate limits are tested elsewhere.
+    return {"PORTAL_RATE_LIMITS_ENABLED": False}
+
+
+@pytest.fixture
+def two_workers(app: Any, tmp_path: Any) -> Iterator[list[Any]]:
+    """Two real worker processes running every job and the activation outbox."""
+    workers = [start_worker(app, tmp_path / f"w{i}.log") for i in range(2)]
+    yield workers
+    for w in workers:
+        stop(w)
+
+
+def _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, number: str | None):  # type: ignore[no-untyped-def]
+    from portal.owners.paybills import register_c2b_urls
+
+    class Shop:
+        pass
+
+    s = Shop()
+    s.owner = make_owner()
+    s.paybill = None
+    if number is not None:
+        daraja.add_shortcode(number, SANDBOX_PASSKEY)
+        s.paybill = make_paybill(s.owner, number=number)
+        register_c2b_urls(s.paybill)
+    s.router = make_router(s.owner, name=f"Shop of {s.owner.email}")
+    s.plan = make_plan(s.owner)
+    return s
+
+
+def _buy_at(customer, shop, phone: str) -> str:  # type: ignore[no-untyped-def]
+    response = customer.buy(shop.router.slug, shop.plan.id, phone, **HOTSPOT)
+    assert response.status_code == 303, response.text[:500]
+    return response.headers["Location"].replace(customer.base, "")
+
+
+def _by_receipt(receipt: str) -> Payment | None:
+    db.session.expire_all()
+    return db.session.scalars(sa.select(Payment).where(Payment.receipt == receipt)).first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Point 1: a C2B payment opens only its own owner's vouchers
+
+
+def test_a_c2b_into_owner_as_paybill_quoting_owner_bs_voucher_stays_on_as_side(
+    app, make_owner, make_paybill, make_router, make_plan, customer, daraja, router_box, two_workers
+):
+    shop_b = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174379")
+    shop_a = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174380")
+    cancelled = _buy_at(customer, shop_b, CANCELLING_PHONE)
+    assert customer.wait_for(cancelled, ("failed",))["status"] == "failed"
+    code_b = _payment(cancelled).voucher.code
+
+    daraja.simulate_c2b("174380", 10, code_b, trans_id="CROSS00001")
+
+    money = wait_until(lambda: _by_receipt("CROSS00001"), timeout=10)
+    assert money.status == "unmatched" and money.owner_id == shop_a.owner.id
+    assert money.paybill_id == shop_a.paybill.id and money.voucher_id is None
+    b_payment = _payment(cancelled)
+    assert b_payment.status == "failed" and b_payment.voucher.status != "paid"
+    assert _count(Activation, Activation.voucher_id == b_payment.voucher_id) == 0
+
+    # The same code paid into B's own paybill is B's money: the workers put it online.
+    daraja.simulate_c2b("174379", 10, code_b, trans_id="CROSS00002")
+    assert customer.wait_for(cancelled, ("active",), timeout=20)["status"] == "active"
+    assert list(router_box.users) == [code_b]
+    assert _by_receipt("CROSS00001").status == "unmatched"
+
+
+def test_c2b_validation_prices_only_this_paybills_own_purchases(
+    app, make_owner, make_paybill, make_router, make_plan, customer, daraja, two_workers
+):
+    shop_b = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174379")
+    _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174380")
+    waiting = _buy_at(customer, shop_b, SILENT_PHONE)  # B's KES 10 purchase, still pending
+    code_b = _payment(waiting).voucher.code
+
+    daraja.simulate_c2b("174380", 5, code_b, trans_id="VALID00001")  # A's customer, A's paybill
+    daraja.simulate_c2b("174379", 5, code_b, trans_id="VALID00002")  # too little for B's own voucher
+
+    accepted = wait_until(lambda: _by_receipt("VALID00001"), timeout=10)
+    assert accepted.status == "unmatched" and accepted.owner_id != shop_b.owner.id
+    assert _by_receipt("VALID00002") is None  # refused at validation: the customer keeps the money
+    assert _payment(waiting).status == "pending"
+
+
+def test_the_platform_paybill_never_opens_a_voucher_of_an_owner_with_their_own_paybill(
+    app, make_owner, make_paybill, make_router, make_plan, customer, daraja, router_box, two_workers
+):
+    from portal.owners.paybills import register_c2b_urls
+
+    daraja.add_shortcode("174381", SANDBOX_PASSKEY)
+    platform = make_paybill(None, number="174381")
+    register_c2b_urls(platform)
+    own = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174379")
+    on_platform = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, None)
+    cancelled_own = _buy_at(customer, own, CANCELLING_PHONE)
+    cancelled_platform = _buy_at(customer, on_platform, "0700 001 032")
+    for purchase in (cancelled_own, cancelled_platform):
+        customer.wait_for(purchase, ("failed",))
+    own_code = _payment(cancelled_own).voucher.code
+    platform_code = _payment(cancelled_platform).voucher.code
+    assert _payment(cancelled_platform).paybill_id == platform.id
+
+    daraja.simulate_c2b("174381", 10, own_code, trans_id="PLATF00001")
+    daraja.simulate_c2b("174381", 10, platform_code, trans_id="PLATF00002")
+
+    assert customer.wait_for(cancelled_platform, ("active",), timeout=20)["status"] == "active"
+    stray = wait_until(lambda: _by_receipt("PLATF00001"), timeout=10)
+    assert stray.status == "unmatched" and stray.owner_id is None and stray.paybill_id == platform.id
+    assert _payment(cancelled_own).status == "failed"
+    assert set(router_box.users) == {platform_code}
+    assert db.session.scalars(sa.select(Voucher.status).where(Voucher.code == own_code)).one() != "paid"
