@@ -136,3 +136,41 @@ def test_the_layout_links_only_to_pages_that_exist(app, signed_in):
         if endpoint not in app.view_functions:
             assert f">{label}<" not in page
     assert "<script>" not in page and "https://" not in page  # no inline script, nothing from a CDN
+
+
+JUNK_SEGMENTS = ("abc", "999999999", "-1", "%00", "x%27%3B%20DROP%20TABLE%20users%3B--")
+JUNK_QUERIES = ("page=abc&per_page=-5", "q=%00%27%22%3B&from=not-a-date&to=2026-13-45",
+                "status=%24%7Bjndi%7D&router=abc&paybill=-1&sort=%3Cscript%3E", "lang=xx&page=99999999999999999999")
+
+
+def _with_junk(rule: Any, segment: str) -> str:
+    """The rule's path with every parameter replaced by ``segment``, bypassing its converter."""
+    import re
+
+    return re.sub(r"<[^>]+>", segment, rule.rule)
+
+
+@pytest.mark.parametrize("who", ["signed out", "owner", "admin"])
+def test_no_dashboard_url_answers_500_for_unknown_paths_bad_ids_or_junk_queries(app, browser, signed_in, make_everything, who):
+    # Reproduced: /dashboard/does-not-exist and /dashboard/plans/abc/edit answered 500, because the
+    # error page read current_user outside any dashboard route.
+    if who == "signed out":
+        b = browser()
+    else:
+        user, b = signed_in(admin=(who == "admin"))
+        make_everything(user)
+    paths = ["/dashboard/does-not-exist", "/dashboard/plans/abc/edit", "/dashboard/%00", "/dashboard/a/b/c/d"]
+    for rule in dashboard_rules(app):
+        if "GET" not in rule.methods:
+            continue
+        if rule.arguments:
+            paths += [_with_junk(rule, junk) for junk in JUNK_SEGMENTS]
+        else:
+            paths += [f"{rule.rule}?{query}" for query in JUNK_QUERIES]
+    answers = {path: b.get(path).status_code for path in paths}
+    crashed = {path: code for path, code in answers.items() if code >= 500}
+    assert not crashed, crashed
+    assert answers["/dashboard/does-not-exist"] == 404
+    assert answers["/dashboard/plans/abc/edit"] in (302, 404)  # signed out: sent to sign in first
+    page = b.get("/dashboard/does-not-exist")
+    assert page.status_code == 404 and "Not Found" in page.text

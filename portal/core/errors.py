@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ def _render(code: int, heading: str, message: str, customer_page: CustomerPage):
     if path.startswith("/hooks/"):
         return jsonify({"ResultCode": 0, "ResultDesc": "Accepted"}), 200
     if path.startswith("/dashboard"):
-        return render_template("dashboard/error.html", heading=heading, message=message), code
+        # Handed in by name: a URL no dashboard route matched never ran the blueprint's context
+        # processor that gives its pages the signed-in user.
+        page = render_template("dashboard/error.html", heading=heading, message=message, current_user=current_user)
+        return page, code
     if path.startswith("/routers/") or (path.startswith("/p/") and path.endswith("/status")):
         return jsonify({"error": heading}), code
     return customer_page(code, heading, message)
