@@ -138,3 +138,25 @@ def test_the_platform_paybill_never_opens_a_voucher_of_an_owner_with_their_own_p
     assert _payment(cancelled_own).status == "failed"
     assert set(router_box.users) == {platform_code}
     assert db.session.scalars(sa.select(Voucher.status).where(Voucher.code == own_code)).one() != "paid"
+
+
+# ---------------------------------------------------------------------------------------------
+# Point 2 (part): a payment the owner resolved is never turned into a voucher by its receipt
+
+
+def test_an_unmatched_payment_marked_resolved_is_never_claimed_by_receipt(
+    app, make_owner, make_paybill, make_router, make_plan, daraja, router_box, two_workers
+):
+    from portal.hotspot.login_context import HotspotContext
+    from portal.money import problems, recovery
+
+    shop = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174379")
+    daraja.simulate_c2b("174379", 10, "", trans_id="SPENT00001")  # no account number: unmatched
+    money = wait_until(lambda: _by_receipt("SPENT00001"), timeout=10)
+    problems.mark_payment_resolved(shop.owner, money.id, reason="refunded to the customer")
+
+    found = recovery.recover_by_receipt(shop.router, "SPENT00001", HotspotContext.from_json(None))
+
+    assert found.outcome == "not_found"
+    assert _count(Voucher) == 0 and _count(Activation) == 0
+    assert _by_receipt("SPENT00001").status == "unmatched"

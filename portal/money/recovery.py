@@ -91,6 +91,8 @@ def recover_by_receipt(router: Router, raw_receipt: str | None, hotspot: Hotspot
     ).first()
     if payment is None:
         return Recovery("not_found")
+    if payment.status == "unmatched" and payment.resolved_at is not None:
+        return Recovery("not_found")  # the owner refunded it, took it as cash or used it: spent for good
     if payment.status == "unmatched":
         return _claim_unmatched(router, payment, hotspot)
     if payment.status == "underpaid":
@@ -131,7 +133,7 @@ def _claim_unmatched(router: Router, payment: Payment, hotspot: HotspotContext) 
     won = (
         db.session.execute(
             sa.update(Payment)
-            .where(Payment.id == payment.id, Payment.status == "unmatched")
+            .where(Payment.id == payment.id, Payment.status == "unmatched", Payment.resolved_at.is_(None))
             .values(
                 status="paid",
                 voucher_id=voucher.id,
