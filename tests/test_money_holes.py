@@ -160,3 +160,30 @@ def test_an_unmatched_payment_marked_resolved_is_never_claimed_by_receipt(
     assert found.outcome == "not_found"
     assert _count(Voucher) == 0 and _count(Activation) == 0
     assert _by_receipt("SPENT00001").status == "unmatched"
+
+
+# ---------------------------------------------------------------------------------------------
+# Point 3: a success nobody can match is still money on record
+
+
+def test_a_success_for_an_unknown_checkout_id_is_an_unmatched_payment_the_customer_can_claim(
+    app, make_owner, make_paybill, make_router, make_plan, daraja, router_box, two_workers
+):
+    from portal.hotspot.login_context import HotspotContext
+    from portal.money import problems, recovery
+
+    from .test_purchase_flow import _post_callback, _success_body
+
+    shop = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174379")
+
+    answer = _post_callback(app, shop.paybill.webhook_token, _success_body("ws_CO_UNKNOWN0001", receipt="LOSTOK0001"))
+
+    assert answer.status_code == 200
+    money = _by_receipt("LOSTOK0001")
+    assert money is not None and money.status == "unmatched" and money.amount == 10
+    assert money.paybill_id == shop.paybill.id and money.owner_id == shop.owner.id
+    assert [p.id for p in problems.list_problems(shop.owner).unmatched_payments] == [money.id]
+    found = recovery.recover_by_receipt(shop.router, "LOSTOK0001", HotspotContext.from_json(None))
+    assert found.outcome == "claimed"
+    code = _by_receipt("LOSTOK0001").voucher.code
+    wait_until(lambda: code in router_box.users, timeout=20)

@@ -267,7 +267,7 @@ def test_rejected_success_callbacks_show_on_the_owners_problems_page(app, shop, 
     other = make_paybill(make_owner(), name="someone else's")
     purchase = _buy(customer, shop, phone=SILENT_PHONE)
     checkout_id = _initiation(purchase).checkout_request_id
-    _post_callback(app, other.webhook_token, _success_body("ws_CO_unrelated"))  # an unknown id: ignored, not a notice
+    _post_callback(app, other.webhook_token, _success_body("ws_CO_unrelated"))  # an unknown id: unmatched money, not a notice
     # A success for this owner's purchase, sent to the other paybill's secret address: rejected.
     _post_callback(app, other.webhook_token, _success_body(checkout_id, receipt="SPOOF00009"))
     # A success sent through the right address but from outside an allow list is tested above;
@@ -278,7 +278,7 @@ def test_rejected_success_callbacks_show_on_the_owners_problems_page(app, shop, 
     other_owner = db.session.get(User, other.owner_id)
     notices = list_problems(other_owner).rejected_payment_notices
     assert [n.error for n in notices] == ["rejected: CheckoutRequestID belongs to another paybill"]
-    assert problems_count(other_owner) == 1
+    assert problems_count(other_owner) == 2  # the notice, and the unknown id's money kept unmatched
     assert list_problems(shop.owner).rejected_payment_notices == []
     assert _payment(purchase).status == "pending" and router_box.users == {}
 

@@ -73,6 +73,8 @@ def record_stk_result(
     initiation = db.session.scalars(_INITIATIONS_BY_CHECKOUT, {"checkout_ids": [checkout_request_id]}).first()
     if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
         initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
+    if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
+        return _record_unknown_success(checkout_request_id, metadata or {}, paybill_id)
     if initiation is None:
         return RecordOutcome("ignored", "unknown CheckoutRequestID")
     if paybill_id is not None and initiation.paybill_id != paybill_id:
@@ -96,6 +98,20 @@ def record_stk_result(
         result_code=code,
     )
     return outcome
+
+
+def _record_unknown_success(checkout_request_id: str, meta: dict[str, Any], paybill_id: int) -> RecordOutcome:
+    """A success nobody can match (an adoption two pushes fitted, a callback after the adoption
+    window, a push whose CheckoutRequestID we failed to commit) is still money: kept as an
+    unmatched payment on the paybill it came in on, for the Problems page and receipt recovery."""
+    receipt, amount = clean_receipt(meta.get("MpesaReceiptNumber")), parse_amount(meta.get("Amount"))
+    paybill = db.session.get(Paybill, paybill_id)
+    if receipt is None or amount is None or paybill is None:
+        return RecordOutcome("ignored", "unknown CheckoutRequestID")
+    return _record_unmatched(
+        receipt, amount, paybill, bill_ref=None, source="stk",
+        note=f"paid prompt we have no record of (CheckoutRequestID {checkout_request_id[:60]})",
+    )
 
 
 def _adopt_unanswered_push(checkout_request_id: str, meta: dict[str, Any], paybill_id: int) -> StkInitiation | None:
