@@ -187,3 +187,29 @@ def test_a_success_for_an_unknown_checkout_id_is_an_unmatched_payment_the_custom
     assert found.outcome == "claimed"
     code = _by_receipt("LOSTOK0001").voucher.code
     wait_until(lambda: code in router_box.users, timeout=20)
+
+
+def test_a_tills_c2b_before_the_callback_is_the_purchases_money_not_a_duplicate(
+    app, shop, customer, daraja, router_box, worker
+):
+    """Point 2: a till's C2B confirmation has no account number, so arriving first it is recorded
+    unmatched; the STK callback with the same receipt must then settle the purchase with it."""
+    from .test_purchase_flow import _post_callback, _success_body
+
+    purchase = _buy_at(customer, shop, SILENT_PHONE)
+    checkout_id = _initiation(purchase).checkout_request_id
+    daraja.simulate_c2b("174379", 10, None, trans_id="TILLFIRST1")
+    first = wait_until(lambda: _by_receipt("TILLFIRST1"), timeout=10)
+    assert first.status == "unmatched"
+
+    _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, 10, "TILLFIRST1"))
+    _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, 10, "TILLFIRST1"))  # again
+
+    assert customer.wait_for(purchase, ("active",), timeout=20)["status"] == "active"
+    paid = _payment(purchase)
+    assert paid.status == "paid" and paid.receipt == "TILLFIRST1"
+    db.session.expire_all()
+    old = db.session.get(Payment, first.id)
+    assert old.receipt is None and old.resolved_at is not None and paid.public_id in old.note
+    assert _count(Payment, Payment.status == "unmatched", Payment.resolved_at.is_(None)) == 0
+    assert list(router_box.users) == [paid.voucher.code]

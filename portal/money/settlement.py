@@ -338,8 +338,11 @@ def _settle(
         won = _apply_settlements([Settlement(payment, amount, receipt)], source=source, result_code=result_code)
         db.session.commit()
     except IntegrityError:
-        db.session.rollback()  # this receipt is already recorded on another row: same money, done
-        return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
+        db.session.rollback()  # this receipt is already recorded on another row: the same money
+        if not (receipt and _take_over_unmatched_receipt(receipt, payment)):
+            return RecordOutcome("duplicate", f"receipt {receipt} already recorded")
+        return _settle(payment_id, receipt=receipt, amount=amount, source=source,
+                       initiation_id=initiation_id, result_code=result_code)
     new_status = won.get(payment_id)  # not payment.id: the commit expired it, and reading it would reload the row
     if new_status is None:
         return _settle_lost(payment, receipt, amount, source)
@@ -431,6 +434,28 @@ def mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> None
         hotspot = HotspotContext.from_json(payment.hotspot_json)  # the device the purchase came from
         queued.append(activations.Queued(payment.voucher_id, payment.router_id, hotspot.mac, hotspot.ip))
     activations.queue_activations(queued)
+
+
+def _take_over_unmatched_receipt(receipt: str, payment: Payment) -> bool:
+    """A till's C2B confirmation carries no account number, so when it arrives before the STK
+    callback its money is recorded unmatched; the callback then brings the same receipt for this
+    purchase. That row is this purchase's money: it gives up the receipt (resolved, with a note) so
+    the purchase can settle with it. Only an unclaimed, unresolved row on the same paybill qualifies;
+    the conditional UPDATE lets exactly one delivery take it over. Commits."""
+    note = f"the same money as purchase {payment.public_id}: its STK callback came after this confirmation"
+    taken = db.session.execute(
+        sa.update(Payment)
+        .where(
+            Payment.receipt == receipt, Payment.status == "unmatched", Payment.resolved_at.is_(None),
+            Payment.voucher_id.is_(None), Payment.paybill_id == payment.paybill_id, Payment.id != payment.id,
+        )
+        .values(receipt=None, resolved_at=utcnow(), note=note[:300])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if taken:
+        log.info("receipt=%s moved from an unmatched C2B row to purchase id=%s", receipt, payment.id)
+    return taken == 1
 
 
 def _settle_lost(payment: Payment, receipt: str | None, amount: int, source: str) -> RecordOutcome:
