@@ -218,11 +218,15 @@ def plan() -> None:
 @click.option("--data-limit", default=None, help="e.g. 500MB, 1GB (total, up + down).")
 @click.option("--rate-limit", default=None, help="RouterOS rx/tx from the router's view, e.g. 2M/5M (5M download).")
 @click.option("--validity", type=click.Choice(["wall_clock", "connected_time"]), default="wall_clock", show_default=True)
-def plan_add(owner_email, name, price, duration, data_limit, rate_limit, validity) -> None:  # type: ignore[no-untyped-def]
+@click.option("--devices", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="Devices online at once on one voucher (RouterOS shared-users).")
+@click.option("--lock-to-device", is_flag=True, default=False,
+              help="Only the buying device (its MAC address) may log in with the code.")
+def plan_add(owner_email, name, price, duration, data_limit, rate_limit, validity, devices, lock_to_device) -> None:  # type: ignore[no-untyped-def]
     new = Plan(
         owner_id=_owner(owner_email).id, name=name, price=price, duration_s=parse_duration(duration),
         data_limit_bytes=parse_bytes(data_limit) if data_limit else None, rate_limit=rate_limit,
-        validity_mode=validity,
+        validity_mode=validity, devices=devices, lock_to_device=lock_to_device,
     )
     db.session.add(new)
     db.session.commit()

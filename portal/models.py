@@ -243,6 +243,7 @@ class Plan(db.Model):
         sa.CheckConstraint("price > 0", name="plan_price_positive"),
         sa.CheckConstraint("duration_s > 0", name="plan_duration_positive"),
         _status_check("validity_mode", VALIDITY_MODES, "plan_validity_mode_valid"),
+        sa.CheckConstraint("devices BETWEEN 1 AND 50", name="plan_devices_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -256,6 +257,10 @@ class Plan(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True)
     sort_order: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Issue 17: how many devices may be online at once on one voucher (the profile's shared-users),
+    # and whether the hotspot user is locked to the MAC address of the device that bought it.
+    devices: Mapped[int] = mapped_column(default=1, server_default="1")
+    lock_to_device: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     # Empty means "sold on every router of the owner".
     routers: Mapped[list[Router]] = relationship(secondary=router_plans)

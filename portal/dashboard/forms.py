@@ -272,6 +272,21 @@ class PlanForm(FlaskForm):
         validators=[Optional(), Length(max=64)],
         description="RouterOS upload/download, e.g. 2M/5M or 512k/1M. Empty = no limit.",
     )
+    devices = WholeNumberField(
+        "Devices per voucher",
+        default=1,
+        validators=[Optional(), NumberRange(min=1, max=50, message="From 1 to 50 devices.")],
+        description="How many phones or laptops may be online at once with one code (RouterOS shared-users). Empty = 1.",
+    )
+    lock_to_device = BooleanField(
+        "Lock to the buying device",
+        description=(
+            "Only the device that paid can log in with the code (its MAC address is set on the hotspot user). "
+            "Phones keep one MAC address per Wi-Fi network by default, so the same phone gets back in; "
+            "a customer who turns off \"private\"/random MAC per network, or forgets the network, may be refused. "
+            "Printed cash vouchers are never locked (no device bought them)."
+        ),
+    )
     # "All routers" is a choice of its own: an empty tick list never silently means "everywhere".
     sold_on = RadioField(
         "Sold on",

@@ -36,6 +36,8 @@ def _save(form: PlanForm, plan: Plan | None, owner_id: int) -> Plan:
         rate_limit=form.rate_limit.data,
         router_ids=form.router_ids.data or [],
         sort_order=form.sort_order.data or 0,
+        devices=form.devices.data or 1,
+        lock_to_device=bool(form.lock_to_device.data),
     )
     db.session.flush()
     audit.record(

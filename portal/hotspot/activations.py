@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import random
+import re
 import socket
 import threading
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ NOTIFY_CHANNEL = "portal_activations"
 _NOTIFY = sa.text(f"NOTIFY {NOTIFY_CHANNEL}")
 RETRY_BASE_S = 2.0
 RETRY_CAP_S = 15 * 60.0
+MAC_ADDRESS = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 GIVE_UP_AFTER = timedelta(hours=48)  # then the row stays failed for the owner, never silently dropped
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -172,6 +174,8 @@ class ActivationWork:
     # Seconds of validity that start at activation; None when the clock starts later or never
     # (connected-time plans are counted by the router; printed cash vouchers start at first use).
     valid_for_s: int | None = None
+    shared_users: int = 1  # the plan's devices per voucher
+    locked_mac: str | None = None  # the buying device's MAC when the plan locks the user to it
 
 
 def run_activation(activation_id: int) -> bool:
@@ -218,6 +222,8 @@ def _load_work(activation_id: int) -> tuple[ActivationWork, RouterConnection] | 
         device_mac=activation.device_mac,
         device_ip=activation.device_ip,
         valid_for_s=validity_from_activation(plan.validity_mode, plan.duration_s, voucher.source),
+        shared_users=plan.devices,
+        locked_mac=locked_mac(plan.lock_to_device, activation.device_mac),
     )
     conn = connection_for(router)
     db.session.commit()  # end the read transaction before talking to the router
@@ -251,7 +257,16 @@ def _add_user(conn: object, work: ActivationWork) -> None:
         limit_bytes_total=work.limit_bytes_total,
         comment=work.comment,
         server=work.hotspot_server,
+        mac_address=work.locked_mac,
     )
+
+
+def locked_mac(lock_to_device: bool, device_mac: str | None) -> str | None:
+    """The MAC the hotspot user is locked to, or None (a plan that does not lock, or no buying device:
+    a printed voucher, or a purchase whose page came without the router's ``mac``)."""
+    if not lock_to_device or not device_mac or not MAC_ADDRESS.fullmatch(device_mac):
+        return None
+    return device_mac.upper()
 
 
 class ProfileCache:
@@ -261,17 +276,18 @@ class ProfileCache:
     """
 
     def __init__(self) -> None:
-        self._known: dict[tuple[int, str], str | None] = {}
+        self._known: dict[tuple[int, str], tuple[str | None, int]] = {}
         self._lock = threading.Lock()
 
     def ensure(self, conn: object, work: ActivationWork) -> None:
         key = (work.router_id, work.profile)
+        wanted = (work.rate_limit, work.shared_users)
         with self._lock:
-            if key in self._known and self._known[key] == work.rate_limit:
+            if self._known.get(key) == wanted:
                 return
-        hotspot.ensure_profile(conn, work.profile, rate_limit=work.rate_limit, shared_users=1)
+        hotspot.ensure_profile(conn, work.profile, rate_limit=work.rate_limit, shared_users=work.shared_users)
         with self._lock:
-            self._known[key] = work.rate_limit
+            self._known[key] = wanted
 
     def forget(self, router_id: int) -> None:
         with self._lock:

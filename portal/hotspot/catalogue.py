@@ -47,6 +47,11 @@ def describe_duration(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def describe_devices(n: int) -> str:
+    """Devices per voucher for the owner's pages and printed cards ("2 devices"); the captive pages word it per language."""
+    return f"{n} device{'s' if n != 1 else ''}"
+
+
 def describe_bytes(n: int | None) -> str | None:
     if not n:
         return None
@@ -69,6 +74,7 @@ class PlanView:
     duration_s: int
     data_limit_bytes: int | None
     rate_limit: str | None
+    devices: int = 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,7 @@ def _load_storefront(slug: str) -> Storefront | None:
     if router is None:
         return None
     plans = tuple(
-        PlanView(p.id, p.name, p.price, p.duration_s, p.data_limit_bytes, p.rate_limit) for p in plans_for_router(router)
+        PlanView(p.id, p.name, p.price, p.duration_s, p.data_limit_bytes, p.rate_limit, p.devices) for p in plans_for_router(router)
     )
     return Storefront(router.id, router.slug, router.name, plans)
 

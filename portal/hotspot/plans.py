@@ -10,6 +10,9 @@ from ..core.extensions import db
 from ..models import Plan, Router
 
 
+MAX_DEVICES = 50  # the plans table's check constraint
+
+
 class PlanError(ValueError):
     pass
 
@@ -36,6 +39,8 @@ def save_plan(
     rate_limit: str | None,
     router_ids: Sequence[int],
     sort_order: int,
+    devices: int = 1,
+    lock_to_device: bool = False,
 ) -> Plan:
     """Create (``plan=None``, owned by ``owner_id``) or update a plan (``owner_id`` is then ignored). The caller commits.
 
@@ -44,6 +49,8 @@ def save_plan(
     """
     if price <= 0:
         raise PlanError("The price must be at least 1 shilling.")
+    if not 1 <= devices <= MAX_DEVICES:
+        raise PlanError(f"Devices per voucher is from 1 to {MAX_DEVICES}.")
     if plan is None:
         plan = Plan(owner_id=owner_id)
         db.session.add(plan)
@@ -54,6 +61,8 @@ def save_plan(
     plan.data_limit_bytes = data_limit_bytes
     plan.rate_limit = (rate_limit or "").strip() or None
     plan.sort_order = sort_order
+    plan.devices = devices
+    plan.lock_to_device = lock_to_device
     plan.routers = _owner_routers(plan.owner_id, router_ids)
     return plan
 

@@ -398,6 +398,7 @@ def _work_query(router_id: Any) -> sa.Select:
         sa.select(
             Activation.id, Activation.kind, Voucher.code, Voucher.status.label("voucher_status"),
             Plan.id.label("plan_id"), Plan.duration_s, Plan.data_limit_bytes, Plan.rate_limit,
+            Plan.devices, Plan.lock_to_device, Activation.device_mac,
         )
         .join(Voucher, Voucher.id == Activation.voucher_id)
         .join(Plan, Plan.id == Voucher.plan_id)
@@ -450,7 +451,8 @@ def _offer_work(router: SyncingRouter, rows: list[Any], now: datetime) -> SyncAn
             continue
         profile = _profile_for(row)
         profiles.setdefault(row.plan_id, profile)
-        add.append(AddItem(work_id(row.id), row.code, profile.name, row.duration_s, row.data_limit_bytes or 0))
+        add.append(AddItem(work_id(row.id), row.code, profile.name, row.duration_s, row.data_limit_bytes or 0,
+                           mac_address=activations.locked_mac(row.lock_to_device, row.device_mac)))
     offered = [int(item.id[1:]) for item in (*add, *remove)]
     if offered:
         db.session.execute(
@@ -485,7 +487,7 @@ def _profile_for(row: Any) -> ProfileItem:
     if rate is not None and not RATE_LIMIT.fullmatch(rate):
         log.warning("sync: plan %s rate limit %r is not a RouterOS rate; profile sent without one", row.plan_id, rate)
         rate = None
-    return ProfileItem(name=name, rate_limit=rate)
+    return ProfileItem(name=name, rate_limit=rate, shared_users=int(row.devices or 1))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..mpesa.phones import normalise_phone
 from ..owners import audit
 from ..owners.scope import NotFound, owned
 from . import activations, brands
-from .catalogue import describe_bytes, describe_duration
+from .catalogue import describe_bytes, describe_devices, describe_duration
 from .vouchers import awaiting_payment, is_awaiting_payment, new_voucher_code, normalise_code
 
 MAX_BATCH = 500
@@ -245,6 +245,7 @@ class SheetEntry:
     support_phone: str | None
     url: str
     qr: Markup
+    devices: str = "1 device"
 
 
 def describe_speed(rate_limit: str | None) -> str:
@@ -270,7 +271,7 @@ def sheet_entries(user: User, batch_ref: str, *, base_url: str) -> list[SheetEnt
             wifi_name=router.wifi_name, plan_name=plan.name, price=plan.price,
             duration=describe_duration(plan.duration_s), data_cap=describe_bytes(plan.data_limit_bytes) or "no data cap",
             speed=describe_speed(plan.rate_limit), support_phone=brand.support_phone or owner.support_phone,
-            url=url, qr=qr_svg(url),
+            url=url, qr=qr_svg(url), devices=describe_devices(plan.devices),
         ))
     return entries
 

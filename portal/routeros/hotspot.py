@@ -50,6 +50,7 @@ def add_hotspot_user(
     limit_bytes_total: int | None = None,
     comment: str = "",
     server: str | None = None,
+    mac_address: str | None = None,
 ) -> bool:
     """Add a hotspot user. True if created; False if a user with that name was already there.
 
@@ -66,6 +67,8 @@ def add_hotspot_user(
         attributes["comment"] = comment
     if server is not None:
         attributes["server"] = server
+    if mac_address:
+        attributes["mac-address"] = mac_address  # only this device may log in as the user
     try:
         conn.run(f"{USER_MENU}/add", **attributes)
     except RouterCommandFailed as exc:
