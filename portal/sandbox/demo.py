@@ -179,7 +179,8 @@ def _seed(router_box: SandboxRouter) -> str:
     _kiosk, token = create_pull_router(owner=owner, name="Demo Kiosk", interval_s=PULL_INTERVAL_S, slug=PULL_SLUG)
     for order, (name, price, duration, data, rate) in enumerate(PLANS):
         db.session.add(Plan(owner_id=owner.id, name=name, price=price, duration_s=duration,
-                            data_limit_bytes=data, rate_limit=rate, sort_order=order))
+                            data_limit_bytes=data, rate_limit=rate, sort_order=order,
+                            devices=2 if name == "1 Week" else 1))  # the week is a two-device plan
     db.session.commit()
     from ..hotspot.voucher_batches import generate_batch
 
