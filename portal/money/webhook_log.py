@@ -2,7 +2,8 @@
 
 A row is committed before any parsing, so nothing Daraja sent is ever lost. Processing runs in
 its own transaction; if it fails (a locked or unreachable database, a bug) the row stays
-``failed`` with the error and ``reprocess_failed`` tries it again later.
+``failed`` with the error and ``reprocess_failed`` tries it again later. A body no parser can read
+(nested past the recursion limit, not JSON) is ``rejected`` at once, kept raw, and answered like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=90)
 MAX_STORED_BODY = 64 * 1024
+def load_json(text: str) -> Any:
+    """``json.loads`` whose every refusal is a ``PayloadError``: nesting deep enough to exhaust
+    the parser's recursion is as malformed as a missing brace, and must not become a 5xx."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def storable(text: str | None, limit: int | None = None) -> str | None:
@@ -128,7 +136,7 @@ def parse_stk_callback(payload: Any) -> ParsedCallback:
     return ParsedCallback(
         checkout_request_id=checkout_id,
         result_code=result_code,
-        result_desc=desc if isinstance(desc, str) else "",
+        result_desc=(storable(desc) or "") if isinstance(desc, str) else "",  # NUL fails a PostgreSQL write
         metadata=_metadata_items(callback.get("CallbackMetadata")),
     )
 
@@ -148,8 +156,8 @@ def _metadata_items(raw: Any) -> dict[str, Any]:
 def claimed_result_code(payload: str) -> str | None:
     """The ResultCode a body claims, read without trusting it (for the owner's Problems page)."""
     try:
-        code = json.loads(payload)["Body"]["stkCallback"]["ResultCode"]
-    except (ValueError, KeyError, TypeError):
+        code = load_json(payload)["Body"]["stkCallback"]["ResultCode"]
+    except (PayloadError, KeyError, TypeError):
         return None
     return storable(str(code), 32) if isinstance(code, (int, str)) and not isinstance(code, bool) else None
 
@@ -160,8 +168,8 @@ def process_stk_callback(stored: StoredWebhook) -> settlement.RecordOutcome:
     The key fields go onto the log row in the same transaction that records the money.
     """
     try:
-        parsed = parse_stk_callback(json.loads(stored.payload))
-    except (ValueError, PayloadError) as exc:
+        parsed = parse_stk_callback(load_json(stored.payload))
+    except PayloadError as exc:
         mark(stored.id, "rejected", f"malformed: {exc}")
         return settlement.RecordOutcome("rejected", str(exc))
     _note_keys(
@@ -192,7 +200,7 @@ def _note_keys(entry_id: int, **values: str | None) -> None:
 def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPaybill) -> settlement.RecordOutcome:
     entry_id = stored.id
     try:
-        body = json.loads(stored.payload)
+        body = load_json(stored.payload)
         if not isinstance(body, dict):
             raise PayloadError("not a JSON object")
         trans_id, amount = body.get("TransID"), body.get("TransAmount")
@@ -202,7 +210,7 @@ def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPa
         if not isinstance(shortcode, (str, int)) or isinstance(shortcode, bool):
             raise PayloadError("BusinessShortCode missing")
         bill_ref = bill_ref if isinstance(bill_ref, str) else None
-    except (ValueError, PayloadError) as exc:
+    except PayloadError as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
         return settlement.RecordOutcome("rejected", str(exc))
     _note_keys(entry_id, trans_id=storable(trans_id, 32), bill_ref_number=storable(bill_ref or "", 40) or None)

@@ -27,7 +27,7 @@ def validation_answer(stored: webhook_log.StoredWebhook, paybill: WebhookPaybill
         body = json.loads(stored.payload)
         bill_ref = normalise_code(body.get("BillRefNumber")) if isinstance(body, dict) else ""
         amount = parse_amount(body.get("TransAmount")) if isinstance(body, dict) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
         webhook_log.mark(entry_id, "rejected", "malformed JSON; accepted by default")
         return ACCEPT
     expected = expected_c2b_price(bill_ref, paybill) if bill_ref else None
