@@ -153,7 +153,7 @@ def test_the_sync_service_keeps_hostile_plans_out_of_the_answer(app, make_owner,
     from portal.hotspot.pull_sync import _profile_for
 
     class Row:
-        plan_id, rate_limit = 7, '2M/5M"; /system reset-configuration'
+        plan_id, rate_limit, devices = 7, '2M/5M"; /system reset-configuration', 1
 
     assert _profile_for(Row()) == ProfileItem("portal-plan-7", None)
     Row.rate_limit = "2M/5M 4M/8M 1M/2M 8/8 8"
