@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from ..core.extensions import db
 from ..models import Plan, Router
 
-
 MAX_DEVICES = 50  # the plans table's check constraint
 
 

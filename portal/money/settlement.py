@@ -73,8 +73,8 @@ def record_stk_result(
     initiation = db.session.scalars(_INITIATIONS_BY_CHECKOUT, {"checkout_ids": [checkout_request_id]}).first()
     if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
         initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
-    if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
-        return _record_unknown_success(checkout_request_id, metadata or {}, paybill_id)
+        if initiation is None:
+            return _record_unknown_success(checkout_request_id, metadata or {}, paybill_id)
     if initiation is None:
         return RecordOutcome("ignored", "unknown CheckoutRequestID")
     if paybill_id is not None and initiation.paybill_id != paybill_id:

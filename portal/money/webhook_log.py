@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=90)
 MAX_STORED_BODY = 64 * 1024
+
+
 def load_json(text: str) -> Any:
     """``json.loads`` whose every refusal is a ``PayloadError``: nesting deep enough to exhaust
     the parser's recursion is as malformed as a missing brace, and must not become a 5xx."""

@@ -7,7 +7,6 @@ we cannot match is kept for the owner rather than refused.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..hotspot.vouchers import normalise_code
@@ -24,10 +23,10 @@ def validation_answer(stored: webhook_log.StoredWebhook, paybill: WebhookPaybill
         return ACCEPT  # rejected already in the log; Daraja's default action decides
     entry_id = stored.id
     try:
-        body = json.loads(stored.payload)
+        body = webhook_log.load_json(stored.payload)
         bill_ref = normalise_code(body.get("BillRefNumber")) if isinstance(body, dict) else ""
         amount = parse_amount(body.get("TransAmount")) if isinstance(body, dict) else None
-    except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
+    except webhook_log.PayloadError:  # not JSON, or nested too deep to parse
         webhook_log.mark(entry_id, "rejected", "malformed JSON; accepted by default")
         return ACCEPT
     expected = expected_c2b_price(bill_ref, paybill) if bill_ref else None
