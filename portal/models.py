@@ -390,6 +390,8 @@ class StkInitiation(db.Model):
         # Overview: results per owner's routers, read from the index alone on PostgreSQL.
         sa.Index("ix_initiations_router_created", "router_id", "created_at",
                  postgresql_include=["status", "result_code"]),
+        # Expired initiations still asked about, by when their next late query is due.
+        sa.Index("ix_initiations_status_next_query", "status", "next_query_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -411,6 +413,11 @@ class StkInitiation(db.Model):
     customer_message: Mapped[str | None] = mapped_column(sa.String(300))
     query_count: Mapped[int] = mapped_column(default=0)
     last_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # An initiation that expired without a final answer is still asked about, with backoff,
+    # until Daraja answers or PORTAL_LATE_QUERY_GIVE_UP_S passes; then it is given up.
+    late_query_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    query_given_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -447,6 +454,7 @@ class WebhookLog(db.Model):
     result_code: Mapped[str | None] = mapped_column(sa.String(32))
     error: Mapped[str | None] = mapped_column(sa.String(500))
     attempts: Mapped[int] = mapped_column(default=0)
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # a failed row's next reprocessing
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
