@@ -20,6 +20,7 @@ import random
 import re
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import Flask, current_app
+from sqlalchemy.orm import aliased
 
 from ..core.extensions import db
 from ..models import Activation, Plan, Router, UTCDateTime, Voucher, utcnow
@@ -131,26 +133,124 @@ def _delivered_by_api() -> sa.ColumnElement[bool]:
     return Activation.router_id.in_(sa.select(Router.id).where(Router.transport == "api"))
 
 
-def claim_due_activations(limit: int = 50, *, worker_id: str = WORKER_ID) -> list[int]:
-    """Claim up to ``limit`` due rows; each claim is a conditional UPDATE, so two workers never share one."""
+ROUTER_READY_STATES = ("paid", "active")  # a voucher in any other state never goes onto its router
+UNFINISHED = ("pending", "running", "failed", "offered")
+
+
+def _may_run_now() -> sa.ColumnElement[bool]:
+    """Re-checked inside the claim's UPDATE. An activation runs only while its voucher is still
+    paid (a cancelled one is never added to the router). A removal waits until no activation of
+    the same voucher is unfinished, so it can never run before or alongside one."""
+    later = aliased(Activation)
+    voucher_ready = sa.exists().where(Voucher.id == Activation.voucher_id, Voucher.status.in_(ROUTER_READY_STATES))
+    activation_unfinished = sa.exists().where(
+        later.voucher_id == Activation.voucher_id, later.kind == "activate", later.status.in_(UNFINISHED)
+    )
+    return sa.or_(
+        sa.and_(Activation.kind == "activate", voucher_ready),
+        sa.and_(Activation.kind == "remove", ~activation_unfinished),
+    )
+
+
+class Claimed(NamedTuple):
+    activation_id: int
+    router_id: int
+
+
+def claim_due_activations(
+    limit: int = 50, *, worker_id: str = WORKER_ID, per_router: int | None = None,
+    busy_routers: dict[int, int] | None = None,
+) -> list[int]:
+    """Claim up to ``limit`` due rows; each claim is a conditional UPDATE, so two workers never share one.
+
+    ``per_router`` caps how many rows of one router may run at once (``busy_routers`` counts
+    those already running here), so one slow or offline router, or one router's 500-voucher
+    batch, never takes every thread from the customers of healthy routers."""
+    return [claimed.activation_id for claimed in claim_due(limit, worker_id=worker_id, per_router=per_router,
+                                                           busy_routers=busy_routers)]
+
+
+def claim_due(
+    limit: int, *, worker_id: str = WORKER_ID, per_router: int | None = None,
+    busy_routers: dict[int, int] | None = None,
+) -> list[Claimed]:
+    """``claim_due_activations`` with each row's router, for the worker's per-router bookkeeping."""
+    if limit <= 0:
+        return []
     now = utcnow()
+    if retire_cancelled_activations(now):
+        db.session.commit()
     lease_until = now + timedelta(seconds=current_app.config["PORTAL_ACTIVATION_LEASE_S"])
-    candidates = db.session.scalars(
-        sa.select(Activation.id).where(_due_condition(now), _delivered_by_api())
-        .order_by(Activation.next_attempt_at).limit(limit)
-    ).all()
     claimed = []
-    for activation_id in candidates:
+    for activation_id, router_id in _fair_candidates(now, limit, per_router, busy_routers or {}):
         won = db.session.execute(
             sa.update(Activation)
-            .where(Activation.id == activation_id, _due_condition(now))
+            .where(Activation.id == activation_id, _due_condition(now), _may_run_now())
             .values(status="running", lease_until=lease_until, claimed_by=worker_id, attempts=Activation.attempts + 1)
             .execution_options(synchronize_session=False)
         ).rowcount
         db.session.commit()
         if won:
-            claimed.append(activation_id)
+            claimed.append(Claimed(activation_id, router_id))
     return claimed
+
+
+def _fair_candidates(now: datetime, limit: int, per_router: int | None,
+                     busy_routers: dict[int, int]) -> list[tuple[int, int]]:
+    """Due rows, oldest first, at most ``per_router`` of each router (less what is busy here)."""
+    due = sa.and_(_due_condition(now), _delivered_by_api())
+    if per_router is None:
+        rows = db.session.execute(
+            sa.select(Activation.id, Activation.router_id).where(due).order_by(Activation.next_attempt_at).limit(limit)
+        ).all()
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+    position = sa.func.row_number().over(partition_by=Activation.router_id, order_by=Activation.next_attempt_at)
+    ranked = sa.select(Activation.id, Activation.router_id, Activation.next_attempt_at,
+                       position.label("position")).where(due).subquery()
+    rows = db.session.execute(
+        sa.select(ranked.c.id, ranked.c.router_id).where(ranked.c.position <= per_router)
+        .order_by(ranked.c.next_attempt_at).limit(limit + len(busy_routers) * per_router)
+    ).all()
+    chosen: list[tuple[int, int]] = []
+    taken = dict(busy_routers)
+    for activation_id, router_id in rows:
+        if taken.get(router_id, 0) < per_router and len(chosen) < limit:
+            taken[router_id] = taken.get(router_id, 0) + 1
+            chosen.append((activation_id, router_id))
+    return chosen
+
+
+def retire_cancelled_activations(now: datetime) -> int:
+    """Activations still waiting whose voucher was cancelled (or otherwise left ``paid``) before
+    they reached the router: closed, so the voucher's removal may run. Caller's transaction."""
+    return db.session.execute(
+        sa.update(Activation)
+        .where(
+            Activation.kind == "activate",
+            Activation.status.in_(("pending", "failed")),
+            Activation.voucher_id.in_(sa.select(Voucher.id).where(Voucher.status == "cancelled")),
+        )
+        .values(status="done", done_at=now, lease_until=None,
+                last_error="voucher cancelled before it reached the router")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def renew_leases(activation_ids: Sequence[int], worker_id: str) -> int:
+    """Extend the lease of rows this worker is still running, so that a slow router call does
+    not let another worker take the row over; commits. A row whose lease was lost stays lost."""
+    if not activation_ids:
+        return 0
+    lease_until = utcnow() + timedelta(seconds=current_app.config["PORTAL_ACTIVATION_LEASE_S"])
+    renewed = db.session.execute(
+        sa.update(Activation)
+        .where(Activation.id.in_(sorted(activation_ids)), Activation.status == "running",
+               Activation.claimed_by == worker_id)
+        .values(lease_until=lease_until)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return renewed
 
 
 @dataclass(frozen=True)
@@ -159,6 +259,8 @@ class ActivationWork:
 
     activation_id: int
     kind: str
+    claimed_by: str | None  # with ``attempt``, the claim this work runs under: a stale worker's
+    attempt: int  # result (its lease lost, the row claimed again) must not overwrite the new one
     router_id: int
     router_slug: str
     voucher_id: int
@@ -178,9 +280,10 @@ class ActivationWork:
     locked_mac: str | None = None  # the buying device's MAC when the plan locks the user to it
 
 
-def run_activation(activation_id: int) -> bool:
-    """Do one claimed row's router work and record the result. True when done."""
-    loaded = _load_work(activation_id)
+def run_activation(activation_id: int, *, worker_id: str | None = None) -> bool:
+    """Do one claimed row's router work and record the result. True when done. With
+    ``worker_id``, only a row this worker holds is run (the worker passes its own)."""
+    loaded = _load_work(activation_id, worker_id)
     if loaded is None:
         return False
     work, conn = loaded
@@ -193,20 +296,27 @@ def run_activation(activation_id: int) -> bool:
         log.exception("activation %s crashed", activation_id)
         _record_failure(work, exc)
         return False
-    _record_success(work)
-    return True
+    return _record_success(work)
 
 
-def _load_work(activation_id: int) -> tuple[ActivationWork, RouterConnection] | None:
+def _load_work(activation_id: int, worker_id: str | None) -> tuple[ActivationWork, RouterConnection] | None:
     activation = db.session.get(Activation, activation_id)
     if activation is None or activation.status != "running":
         return None
+    if worker_id is not None and activation.claimed_by != worker_id:
+        log.info("activation %s was claimed by %s meanwhile; not ours to run", activation_id, activation.claimed_by)
+        return None
     voucher = db.session.get(Voucher, activation.voucher_id)
+    if activation.kind == "activate" and voucher.status not in ROUTER_READY_STATES:
+        _close_unrun(activation, f"voucher {voucher.status} before it reached the router")
+        return None
     plan = db.session.get(Plan, voucher.plan_id)
     router = db.session.get(Router, activation.router_id)
     work = ActivationWork(
         activation_id=activation.id,
         kind=activation.kind,
+        claimed_by=activation.claimed_by,
+        attempt=activation.attempts,
         router_id=router.id,
         router_slug=router.slug,
         voucher_id=voucher.id,
@@ -309,13 +419,26 @@ def _login_device_if_known(conn: object, work: ActivationWork) -> None:
         log.info("device login skipped voucher=%s router=%s: %s", work.code, work.router_slug, exc)
 
 
-def _record_success(work: ActivationWork) -> None:
-    now = utcnow()
-    db.session.execute(
-        sa.update(Activation)
-        .where(Activation.id == work.activation_id)
-        .values(status="done", done_at=now, lease_until=None, last_error=None)
+def _held(work: ActivationWork) -> sa.ColumnElement[bool]:
+    """This work's claim still holds: the row is running under the same claim it was loaded with."""
+    return sa.and_(
+        Activation.id == work.activation_id, Activation.status == "running",
+        Activation.claimed_by == work.claimed_by, Activation.attempts == work.attempt,
     )
+
+
+def _record_success(work: ActivationWork) -> bool:
+    now = utcnow()
+    held = db.session.execute(
+        sa.update(Activation).where(_held(work))
+        .values(status="done", done_at=now, lease_until=None, last_error=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not held:
+        db.session.rollback()  # another worker holds the row now; its result is the one that counts
+        log.warning("activation %s lost its lease before recording; voucher=%s router=%s",
+                    work.activation_id, work.code, work.router_slug)
+        return False
     if work.kind == "activate":
         mark_voucher_active(work.voucher_id, work.valid_for_s, now)
     db.session.execute(
@@ -323,6 +446,21 @@ def _record_success(work: ActivationWork) -> None:
     )
     db.session.commit()
     log.info("activation %s done voucher=%s router=%s", work.kind, work.code, work.router_slug)
+    return True
+
+
+def _close_unrun(activation: Activation, reason: str) -> None:
+    """A claimed activation whose voucher left ``paid`` (cancelled meanwhile): closed without
+    touching the router, so the voucher's removal may run. Commits."""
+    db.session.execute(
+        sa.update(Activation)
+        .where(Activation.id == activation.id, Activation.status == "running",
+               Activation.attempts == activation.attempts)
+        .values(status="done", done_at=utcnow(), lease_until=None, last_error=reason[:500])
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    log.info("activation %s closed unrun: %s", activation.id, reason)
 
 
 def validity_from_activation(validity_mode: str, duration_s: int, voucher_source: str) -> int | None:
@@ -345,22 +483,36 @@ def mark_voucher_active(voucher_id: int, valid_for_s: int | None, now: datetime)
 def _record_failure(work: ActivationWork, exc: Exception) -> None:
     db.session.rollback()
     activation = db.session.get(Activation, work.activation_id)
+    if activation is None or activation.status != "running" or activation.claimed_by != work.claimed_by \
+            or activation.attempts != work.attempt:
+        log.warning("activation %s failed after losing its lease (%s); the new holder decides", work.activation_id, exc)
+        db.session.rollback()
+        return
     now = utcnow()
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    cancelled = work.kind == "activate" and db.session.scalar(
+        sa.select(Voucher.status).where(Voucher.id == work.voucher_id)) not in ROUTER_READY_STATES
     delay = retry_delay(activation.attempts)
     give_up = now - activation.created_at > GIVE_UP_AFTER
-    activation.status = "failed"
     activation.lease_until = None
-    activation.last_error = f"{type(exc).__name__}: {exc}"[:500]
-    # A row past the give-up horizon is retried rarely (hourly) rather than dropped: someone paid.
-    activation.next_attempt_at = now + (timedelta(hours=1) if give_up else timedelta(seconds=delay))
+    activation.last_error = error
+    if cancelled:
+        # Cancelled while we tried: never retried, and the queued removal may now run (it takes
+        # away the user in case the router added it before the error).
+        activation.status, activation.done_at = "done", now
+    else:
+        activation.status = "failed"
+        # A row past the give-up horizon is retried rarely (hourly) rather than dropped: someone paid.
+        activation.next_attempt_at = now + (timedelta(hours=1) if give_up else timedelta(seconds=delay))
     router = db.session.get(Router, work.router_id)
-    router.last_error = activation.last_error
+    router.last_error = error
     if isinstance(exc, RouterLoginFailed):
         router.login_refused_at = now
     db.session.commit()
     log.warning(
-        "activation %s failed voucher=%s router=%s attempt=%s retry_in=%.0fs: %s",
-        work.kind, work.code, work.router_slug, activation.attempts, delay, exc,
+        "activation %s failed voucher=%s router=%s attempt=%s retry_in=%s: %s",
+        work.kind, work.code, work.router_slug, activation.attempts,
+        "never (voucher cancelled)" if cancelled else f"{delay:.0f}s", exc,
     )
 
 
@@ -385,17 +537,32 @@ class ActivationWorker:
     """Runs activations as soon as they are queued: one dispatcher thread and a small pool.
 
     Work for different routers runs in parallel; each router's connection lock serialises its own.
-    A poll every few seconds is only the safety net for rows woken in another process.
+    The dispatcher claims only what its threads can start now, and at most ``per_router`` rows
+    of one router, so a slow or offline router (or one router's big batch) holds a few threads
+    while customers of healthy routers go online at once; the rest of its rows stay unclaimed,
+    free for any worker. It renews the leases of the rows it is running, so a slow router call
+    is never mistaken for a dead worker. A poll every few seconds is only the safety net for rows
+    woken in another process.
     """
 
-    def __init__(self, app: Flask, *, threads: int = 8, poll_interval_s: float = 2.0) -> None:
+    _instances = 0
+
+    def __init__(self, app: Flask, *, threads: int = 8, poll_interval_s: float = 2.0,
+                 per_router: int | None = None) -> None:
         self.app = app
+        self.threads = threads
+        self.per_router = per_router or max(1, threads // 4)
         self.poll_interval_s = poll_interval_s
+        ActivationWorker._instances += 1
+        # Never shared by two workers, even in one process (the claim fence); ends in the pid.
+        self.worker_id = f"{socket.gethostname()[:40]}/{ActivationWorker._instances}:{os.getpid()}"
+        self._lease_s = float(app.config["PORTAL_ACTIVATION_LEASE_S"])
         self._event = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activation")
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, int] = {}  # activation id -> router id
         self._lock = threading.Lock()
+        self._renewed_at = 0.0
         self._thread = threading.Thread(target=self._loop, name="activation-dispatcher", daemon=True)
 
     def start(self) -> ActivationWorker:
@@ -415,34 +582,52 @@ class ActivationWorker:
             del self.app.extensions["portal_activation_worker"]
 
     def _loop(self) -> None:
+        # Wake often enough to renew leases well before they run out.
+        wait_s = min(self.poll_interval_s, max(0.2, self._lease_s / 3))
         while not self._stop.is_set():
-            self._event.wait(self.poll_interval_s)
+            self._event.wait(wait_s)
             self._event.clear()
             if self._stop.is_set():
                 return
             try:
-                self._dispatch()
+                with self.app.app_context():
+                    try:
+                        self._renew_leases()
+                        self._dispatch()
+                    finally:
+                        db.session.remove()
             except Exception:
                 log.exception("activation dispatcher pass failed")
 
+    def _renew_leases(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            running = list(self._in_flight)
+        if running and now - self._renewed_at >= self._lease_s / 3:
+            renew_leases(running, self.worker_id)
+            self._renewed_at = now
+
     def _dispatch(self) -> None:
-        with self.app.app_context():
-            try:
-                claimed = claim_due_activations()
-            finally:
-                db.session.remove()
-        for activation_id in claimed:
+        with self._lock:
+            free = self.threads - len(self._in_flight)
+            busy: dict[int, int] = {}
+            for router_id in self._in_flight.values():
+                busy[router_id] = busy.get(router_id, 0) + 1
+        if free <= 0:
+            return  # a finishing thread wakes the dispatcher again
+        for claimed in claim_due(free, worker_id=self.worker_id, per_router=self.per_router, busy_routers=busy):
             with self._lock:
-                self._in_flight.add(activation_id)
-            self._pool.submit(self._run_one, activation_id)
+                self._in_flight[claimed.activation_id] = claimed.router_id
+            self._pool.submit(self._run_one, claimed.activation_id)
 
     def _run_one(self, activation_id: int) -> None:
         try:
             with self.app.app_context():
                 try:
-                    run_activation(activation_id)
+                    run_activation(activation_id, worker_id=self.worker_id)
                 finally:
                     db.session.remove()
         finally:
             with self._lock:
-                self._in_flight.discard(activation_id)
+                self._in_flight.pop(activation_id, None)
+            self._event.set()  # a thread is free: claim what waited for it

@@ -297,7 +297,8 @@ def disable_voucher(user: User, voucher_id: int, *, reason: str, source_ip: str 
     """Cancel a voucher and take it off the router. Exactly once: the status change is the gate.
 
     A queued activation that has not been claimed yet is stopped; one already running may still
-    add the user, and the queued removal (which runs after) takes it away again."""
+    add the user, and the queued removal, which never runs before or alongside it (see
+    ``activations``), takes it away again."""
     reason = (reason or "").strip()
     if len(reason) < 3:
         raise VoucherActionError("Say why, in a few words: it goes into the audit log.", field="reason")
@@ -319,7 +320,14 @@ def disable_voucher(user: User, voucher_id: int, *, reason: str, source_ip: str 
         .values(status="done", last_error="voucher cancelled before it reached the router", done_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    queued = previous in ("paid", "active") and activations.queue_removal(voucher)
+    # Whenever an activation exists, whatever the status read above: a payment that settled (and
+    # an activation that ran) between that read and the cancel may have put the user on the
+    # router. A removal of a user that is not there is harmless; one left there is not.
+    has_activation = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Activation)
+        .where(Activation.voucher_id == voucher.id, Activation.kind == "activate")
+    )
+    queued = bool(previous in ("paid", "active") or has_activation) and activations.queue_removal(voucher)
     audit.record(
         "voucher.disable", actor=user, owner_id=voucher.owner_id, object_type="voucher", object_id=str(voucher.id),
         detail=f"{voucher.code} was {previous}; reason: {reason[:500]}", source_ip=source_ip,

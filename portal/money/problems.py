@@ -319,7 +319,10 @@ def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) ->
         db.session.rollback()
         raise AlreadyHandled("The voucher's purchase was paid meanwhile; nothing was changed.")
     settlement.complete_initiations([waiting.id], now)
-    settlement.mark_vouchers_paid_and_queue([waiting], now)  # keeps the device MAC/IP the purchase came with
+    # Keeps the device MAC/IP the purchase came with; a voucher cancelled meanwhile takes nothing.
+    if settlement.mark_vouchers_paid_and_queue([waiting], now):
+        db.session.rollback()
+        raise AlreadyHandled("The voucher was cancelled or paid meanwhile; nothing was changed.")
 
 
 def _mark_voucher_paid(voucher: Voucher, now: datetime) -> None:

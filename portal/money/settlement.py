@@ -382,7 +382,9 @@ def _apply_settlements(settlements: Sequence[Settlement], *, source: str, result
         won.update(dict.fromkeys(moved, status))
     if won:
         complete_initiations(list(won), now)
-        mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
+        refused = mark_vouchers_paid_and_queue([s.payment for s in settlements if won.get(s.payment.id) == "paid"], now)
+        _keep_for_the_owner(refused)
+        won.update(dict.fromkeys((payment.id for payment in refused), "unmatched"))
     return won
 
 
@@ -418,6 +420,7 @@ _VOUCHERS_PAID = (
     sa.update(_vouchers)
     .where(_vouchers.c.id.in_(sa.bindparam("ids", expanding=True)), awaiting_payment(_vouchers.c))
     .values(status="paid", paid_at=sa.bindparam("now", type_=_vouchers.c.paid_at.type))
+    .returning(_vouchers.c.id)
 )
 
 
@@ -425,15 +428,37 @@ def complete_initiations(payment_ids: list[int], now: datetime) -> None:
     db.session.execute(_COMPLETE_INITIATIONS, {"ids": payment_ids, "now": now})
 
 
-def mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> None:
+def mark_vouchers_paid_and_queue(paid: Sequence[Payment], now: datetime) -> list[Payment]:
+    """Inside the caller's transaction: the paid purchases' vouchers move to ``paid`` and are
+    queued for their routers. Only a voucher still waiting for its money moves; the payments
+    whose voucher did not (cancelled by the owner, or already paid by other money) are
+    returned, queued for nothing: their money must not open the voucher."""
     if not paid:
-        return
-    db.session.execute(_VOUCHERS_PAID, {"ids": [payment.voucher_id for payment in paid], "now": now})
+        return []
+    moved = set(db.session.scalars(_VOUCHERS_PAID, {"ids": [payment.voucher_id for payment in paid], "now": now}))
     queued = []
     for payment in paid:
-        hotspot = HotspotContext.from_json(payment.hotspot_json)  # the device the purchase came from
-        queued.append(activations.Queued(payment.voucher_id, payment.router_id, hotspot.mac, hotspot.ip))
+        if payment.voucher_id in moved:
+            hotspot = HotspotContext.from_json(payment.hotspot_json)  # the device the purchase came from
+            queued.append(activations.Queued(payment.voucher_id, payment.router_id, hotspot.mac, hotspot.ip))
     activations.queue_activations(queued)
+    return [payment for payment in paid if payment.voucher_id not in moved]
+
+
+def _keep_for_the_owner(payments: Sequence[Payment]) -> None:
+    """Money for a voucher that can no longer take it (cancelled, or paid already): recorded
+    as the owner's unmatched payment, to refund or assign from the Problems page. Caller's
+    transaction."""
+    for payment in payments:
+        voucher_status = db.session.scalar(sa.select(Voucher.status).where(Voucher.id == payment.voucher_id))
+        note = f"paid after its voucher was {voucher_status or 'removed'}: nothing was activated"
+        db.session.execute(
+            sa.update(Payment).where(Payment.id == payment.id)
+            .values(status="unmatched", note=note[:300])
+            .execution_options(synchronize_session=False)
+        )
+        log.warning("payment id=%s came for voucher id=%s already %s: kept unmatched for the owner",
+                    payment.id, payment.voucher_id, voucher_status)
 
 
 def _take_over_unmatched_receipt(receipt: str, payment: Payment) -> bool:
