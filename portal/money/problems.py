@@ -409,13 +409,14 @@ def mark_payment_resolved(user: User, payment_id: int, *, reason: str, source_ip
 
 
 def query_initiation_now(user: User, initiation_id: int, *, reason: str, source_ip: str | None = None) -> str:
-    """Ask Daraja about one waiting initiation now; a final answer is recorded like a callback.
+    """Ask Daraja about one waiting (or expired) initiation now; a final answer is recorded like
+    a callback, so money found after expiry still opens the voucher.
 
     Returns ``settled``, ``pending`` or ``errors``. Shares the reconciliation job's claim, so a
     double click (or the job at the same moment) queries once."""
     reason = _check_reason(reason)
     initiation = _owned_row(StkInitiation, initiation_id, via_router(StkInitiation.router_id, user))
-    if initiation.status != "initiated":
+    if initiation.status not in ("initiated", "expired"):
         raise AlreadyHandled(f"This payment request is already {initiation.status}.")
     if not initiation.checkout_request_id:
         raise ProblemActionError("M-Pesa never gave this request an id, so it cannot be queried; it will expire.")
