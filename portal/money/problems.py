@@ -78,12 +78,23 @@ def _payment_problem(user: User, status: str) -> sa.ColumnElement[bool]:
     return sa.and_(owned(Payment.owner_id, user), Payment.status == status, Payment.resolved_at.is_(None))
 
 
+GIVEN_UP_SHOWN = timedelta(days=7)  # a given-up initiation stays on the page this long
+
+
 def _stuck_initiation(user: User, now: datetime) -> sa.ColumnElement[bool]:
+    """Waiting past the reconcile delay, expired but still asked about, or given up this week.
+    Each branch reads an index: (status, created_at) or (status, next_query_at)."""
     older_than = now - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
+    # Given up a day after the push, so "given up within 7 days" is "pushed within 8 days".
+    given_up_since = now - GIVEN_UP_SHOWN - timedelta(seconds=current_app.config["PORTAL_LATE_QUERY_GIVE_UP_S"])
+    c = StkInitiation.__table__.c
     return sa.and_(
         via_router(StkInitiation.router_id, user),
-        StkInitiation.status == "initiated",
-        StkInitiation.created_at < older_than,
+        sa.or_(
+            sa.and_(c.status == "initiated", c.created_at < older_than),
+            sa.and_(c.status == "expired", c.next_query_at.is_not(None)),
+            sa.and_(c.status == "expired", c.created_at > given_up_since, c.query_given_up_at > now - GIVEN_UP_SHOWN),
+        ),
     )
 
 
