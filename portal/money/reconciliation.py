@@ -151,8 +151,9 @@ def _due_ids(limit: int, per_paybill: int) -> list[int]:
         .where(
             c.checkout_request_id.is_not(None),
             c.paybill_id.is_not(None),
-            sa.or_(c.status != "initiated", c.created_at < older_than),
-            _claimable(now),
+            # Two branches, each an index range: (status, created_at) and (status, next_query_at).
+            sa.or_(sa.and_(c.status == "initiated", c.created_at < older_than), _late_query_due(now)),
+            _not_asked_lately(now),
         )
         .subquery()
     )
@@ -222,11 +223,16 @@ def _claimable(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
     """Waiting, or expired with a late query due (until the give-up time), and not asked within
     QUERY_INTERVAL (Daraja spike-arrests fast pollers)."""
     c = StkInitiation.__table__.c
+    return sa.and_(sa.or_(c.status == "initiated", _late_query_due(now)), _not_asked_lately(now))
+
+
+def _late_query_due(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
+    """Expired, its next late query due, and not yet PORTAL_LATE_QUERY_GIVE_UP_S after the push."""
+    c = StkInitiation.__table__.c
     give_up_before = now - timedelta(seconds=current_app.config["PORTAL_LATE_QUERY_GIVE_UP_S"])
-    late_due = sa.and_(
+    return sa.and_(
         c.status == "expired", c.next_query_at <= now, c.query_given_up_at.is_(None), c.created_at >= give_up_before
     )
-    return sa.and_(sa.or_(c.status == "initiated", late_due), _not_asked_lately(now))
 
 
 def _askable_by_owner(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
