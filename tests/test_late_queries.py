@@ -148,3 +148,24 @@ def test_the_problems_page_shows_expired_initiations_still_asked_and_given_up_th
     assert "M-Pesa never gave a final answer in 24 h — check your M-Pesa statement" in page
     assert asking.checkout_request_id in page and given_up.checkout_request_id in page
     assert long_ago.checkout_request_id not in page
+
+
+@pytest.mark.parametrize("raw", ["60,five", "60,,300", "0", "-60"])
+def test_a_junk_late_query_backoff_stops_start_up(tmp_path, monkeypatch, raw):
+    from portal.core.config import ConfigError, load_settings
+
+    monkeypatch.setenv("PORTAL_LATE_QUERY_BACKOFF_S", raw)
+    with pytest.raises(ConfigError, match="PORTAL_LATE_QUERY_BACKOFF_S"):
+        load_settings(str(tmp_path))
+
+
+def test_the_late_query_settings_default_to_minutes_then_hourly_for_a_day(tmp_path, monkeypatch):
+    from portal.core.config import load_settings
+
+    monkeypatch.delenv("PORTAL_LATE_QUERY_BACKOFF_S", raising=False)
+    monkeypatch.delenv("PORTAL_LATE_QUERY_GIVE_UP_S", raising=False)
+    settings = load_settings(str(tmp_path))
+    assert settings["PORTAL_LATE_QUERY_BACKOFF_S"] == (60, 300, 1800, 3600)
+    assert settings["PORTAL_LATE_QUERY_GIVE_UP_S"] == 86400
+    monkeypatch.setenv("PORTAL_LATE_QUERY_BACKOFF_S", " 5, 10 ")
+    assert load_settings(str(tmp_path))["PORTAL_LATE_QUERY_BACKOFF_S"] == (5, 10)
