@@ -58,6 +58,7 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "refresh_tokens": (lambda: [r.line() for r in tokens.refresh_due_tokens()], {"minutes": 2}),
     "reconcile_initiations": (reconciliation.reconcile_stuck_initiations, {"seconds": 10}),
     "expire_initiations": (reconciliation.expire_unpaid_initiations, {"seconds": 30}),
+    "give_up_late_queries": (reconciliation.give_up_late_queries, {"minutes": 1}),
     "expire_vouchers": (reconciliation.expire_spent_vouchers, {"seconds": 30}),
     "expire_used_up_vouchers": (reconciliation.expire_used_up_vouchers, {"minutes": 1}),
     "reprocess_webhooks": (webhook_log.reprocess_failed, {"seconds": 30}),

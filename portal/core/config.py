@@ -47,6 +47,10 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "PORTAL_DARAJA_BREAKER_FAILURES": _int(env, "PORTAL_DARAJA_BREAKER_FAILURES", 5),
         "PORTAL_DARAJA_BREAKER_COOL_OFF_S": _float(env, "PORTAL_DARAJA_BREAKER_COOL_OFF_S", 30.0),
         "PORTAL_RECONCILE_AFTER_S": _int(env, "PORTAL_RECONCILE_AFTER_S", 30),
+        # An expired initiation is still STK-queried, these seconds apart (the last step repeats),
+        # until Daraja answers or PORTAL_LATE_QUERY_GIVE_UP_S have passed since its push.
+        "PORTAL_LATE_QUERY_BACKOFF_S": _seconds_list(env, "PORTAL_LATE_QUERY_BACKOFF_S", (60, 300, 1800, 3600)),
+        "PORTAL_LATE_QUERY_GIVE_UP_S": _int(env, "PORTAL_LATE_QUERY_GIVE_UP_S", 86400),
         # Run every scheduled job this often instead of its own interval (tests and demos).
         "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),
         # Customer rate limits (pushes per phone/device, code guesses); off only for load tests.
@@ -200,3 +204,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _seconds_list(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        steps = tuple(int(part) for part in raw.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be whole seconds separated by commas, got {raw!r}") from exc
+    if any(step <= 0 for step in steps):
+        raise ConfigError(f"{name} steps must be more than 0 seconds, got {raw!r}")
+    return steps

@@ -78,12 +78,23 @@ def _payment_problem(user: User, status: str) -> sa.ColumnElement[bool]:
     return sa.and_(owned(Payment.owner_id, user), Payment.status == status, Payment.resolved_at.is_(None))
 
 
+GIVEN_UP_SHOWN = timedelta(days=7)  # a given-up initiation stays on the page this long
+
+
 def _stuck_initiation(user: User, now: datetime) -> sa.ColumnElement[bool]:
+    """Waiting past the reconcile delay, expired but still asked about, or given up this week.
+    Each branch reads an index: (status, created_at) or (status, next_query_at)."""
     older_than = now - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
+    # Given up a day after the push, so "given up within 7 days" is "pushed within 8 days".
+    given_up_since = now - GIVEN_UP_SHOWN - timedelta(seconds=current_app.config["PORTAL_LATE_QUERY_GIVE_UP_S"])
+    c = StkInitiation.__table__.c
     return sa.and_(
         via_router(StkInitiation.router_id, user),
-        StkInitiation.status == "initiated",
-        StkInitiation.created_at < older_than,
+        sa.or_(
+            sa.and_(c.status == "initiated", c.created_at < older_than),
+            sa.and_(c.status == "expired", c.next_query_at.is_not(None)),
+            sa.and_(c.status == "expired", c.created_at > given_up_since, c.query_given_up_at > now - GIVEN_UP_SHOWN),
+        ),
     )
 
 
@@ -412,13 +423,14 @@ def mark_payment_resolved(user: User, payment_id: int, *, reason: str, source_ip
 
 
 def query_initiation_now(user: User, initiation_id: int, *, reason: str, source_ip: str | None = None) -> str:
-    """Ask Daraja about one waiting initiation now; a final answer is recorded like a callback.
+    """Ask Daraja about one waiting (or expired) initiation now; a final answer is recorded like
+    a callback, so money found after expiry still opens the voucher.
 
     Returns ``settled``, ``pending`` or ``errors``. Shares the reconciliation job's claim, so a
     double click (or the job at the same moment) queries once."""
     reason = _check_reason(reason)
     initiation = _owned_row(StkInitiation, initiation_id, via_router(StkInitiation.router_id, user))
-    if initiation.status != "initiated":
+    if initiation.status not in ("initiated", "expired"):
         raise AlreadyHandled(f"This payment request is already {initiation.status}.")
     if not initiation.checkout_request_id:
         raise ProblemActionError("M-Pesa never gave this request an id, so it cannot be queried; it will expire.")

@@ -138,18 +138,22 @@ def claim_due_queries(*, limit: int, per_paybill: int) -> list[tuple[int, str]]:
 
 def _due_ids(limit: int, per_paybill: int) -> list[int]:
     now = utcnow()
+    c = StkInitiation.__table__.c
     older_than = now - timedelta(seconds=current_app.config["PORTAL_RECONCILE_AFTER_S"])
+    never_asked = sa.and_(c.status == "initiated", c.last_query_at.is_(None))
     position = sa.func.row_number().over(
-        partition_by=StkInitiation.paybill_id,
-        order_by=(StkInitiation.last_query_at.is_not(None), StkInitiation.created_at),  # never-asked first
+        partition_by=c.paybill_id,
+        # Never-asked initiations first, so late queries of expired ones never starve fresh ones.
+        order_by=(sa.case((never_asked, 0), else_=1), c.created_at),
     )
     due = (
-        sa.select(StkInitiation.id, position.label("position"))
+        sa.select(c.id, position.label("position"))
         .where(
-            StkInitiation.checkout_request_id.is_not(None),
-            StkInitiation.paybill_id.is_not(None),
-            StkInitiation.created_at < older_than,
-            _claimable(now),
+            c.checkout_request_id.is_not(None),
+            c.paybill_id.is_not(None),
+            # Two branches, each an index range: (status, created_at) and (status, next_query_at).
+            sa.or_(sa.and_(c.status == "initiated", c.created_at < older_than), _late_query_due(now)),
+            _not_asked_lately(now),
         )
         .subquery()
     )
@@ -158,25 +162,48 @@ def _due_ids(limit: int, per_paybill: int) -> list[int]:
     ))
 
 
-def _claim_ids(chosen: list[int]) -> list[tuple[int, int, str]]:
+def _claim_ids(chosen: list[int], *, by_owner: bool = False) -> list[tuple[int, int, str]]:
     # A separate UPDATE, not UPDATE … IN (window subquery): a plan that cannot go wrong on a
     # table whose statistics are stale; its own condition keeps the claim exclusive.
     now = utcnow()
     table = StkInitiation.__table__
+    c = table.c
+    is_late = sa.and_(c.status == "expired", c.query_given_up_at.is_(None))
     rows = db.session.execute(
         sa.update(table)
-        .where(table.c.id.in_(sorted(chosen)), _claimable(now))
-        .values(last_query_at=now, query_count=table.c.query_count + 1)
-        .returning(table.c.id, table.c.paybill_id, table.c.checkout_request_id)
+        .where(c.id.in_(sorted(chosen)), _askable_by_owner(now) if by_owner else _claimable(now))
+        .values(
+            last_query_at=now,
+            query_count=c.query_count + 1,
+            late_query_count=c.late_query_count + sa.case((c.status == "expired", 1), else_=0),
+            next_query_at=sa.case((is_late, _next_late_query_at(now)), else_=c.next_query_at),
+        )
+        .returning(c.id, c.paybill_id, c.checkout_request_id)
     ).all()
     db.session.commit()
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
+def late_query_steps() -> tuple[int, ...]:
+    return tuple(current_app.config["PORTAL_LATE_QUERY_BACKOFF_S"])
+
+
+def _next_late_query_at(now) -> sa.ColumnElement:  # type: ignore[no-untyped-def]
+    """now + the backoff step after this late query (the row's count before it is counted)."""
+    c, steps = StkInitiation.__table__.c, late_query_steps()
+    when = [sa.bindparam(None, now + timedelta(seconds=s), type_=c.next_query_at.type) for s in steps]
+    if len(steps) == 1:
+        return when[0]
+    return sa.case(
+        *((c.late_query_count == count, when[count + 1]) for count in range(len(steps) - 1)), else_=when[-1]
+    )
+
+
 def claim_query(initiation_id: int) -> bool:
     """Claim one initiation for a query now (an owner's "ask M-Pesa" button); False if it was
-    asked within QUERY_INTERVAL, by the job or a double click, or is no longer waiting."""
-    return bool(_claim_ids([initiation_id]))
+    asked within QUERY_INTERVAL, by the job or a double click, or has a final answer. An expired
+    initiation may be asked too, even after the late queries gave up: an owner asking is never wrong."""
+    return bool(_claim_ids([initiation_id], by_owner=True))
 
 
 def query_and_record(checkout_id: str, paybill_id: int | None) -> str:
@@ -193,12 +220,29 @@ def query_and_record(checkout_id: str, paybill_id: int | None) -> str:
 
 
 def _claimable(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
-    """Waiting, and not asked within QUERY_INTERVAL (Daraja spike-arrests fast pollers)."""
+    """Waiting, or expired with a late query due (until the give-up time), and not asked within
+    QUERY_INTERVAL (Daraja spike-arrests fast pollers)."""
     c = StkInitiation.__table__.c
+    return sa.and_(sa.or_(c.status == "initiated", _late_query_due(now)), _not_asked_lately(now))
+
+
+def _late_query_due(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
+    """Expired, its next late query due, and not yet PORTAL_LATE_QUERY_GIVE_UP_S after the push."""
+    c = StkInitiation.__table__.c
+    give_up_before = now - timedelta(seconds=current_app.config["PORTAL_LATE_QUERY_GIVE_UP_S"])
     return sa.and_(
-        c.status == "initiated",
-        sa.or_(c.last_query_at.is_(None), c.last_query_at < now - QUERY_INTERVAL),
+        c.status == "expired", c.next_query_at <= now, c.query_given_up_at.is_(None), c.created_at >= give_up_before
     )
+
+
+def _askable_by_owner(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
+    c = StkInitiation.__table__.c
+    return sa.and_(c.status.in_(("initiated", "expired")), _not_asked_lately(now))
+
+
+def _not_asked_lately(now) -> sa.ColumnElement[bool]:  # type: ignore[no-untyped-def]
+    c = StkInitiation.__table__.c
+    return sa.or_(c.last_query_at.is_(None), c.last_query_at < now - QUERY_INTERVAL)
 
 
 def _interleaved(queues: list[list[tuple[int, str]]]) -> list[tuple[int, str]]:
@@ -292,8 +336,16 @@ def _tally(asked: dict[str, StkQueryAnswer | str], recorded: dict[str, settlemen
 
 
 def expire_unpaid_initiations() -> int:
-    """Initiations nobody answered within PORTAL_STK_EXPIRY_S. A later success still wins."""
-    cutoff = utcnow() - timedelta(seconds=current_app.config["PORTAL_STK_EXPIRY_S"])
+    """Initiations nobody answered within PORTAL_STK_EXPIRY_S. A later success still wins: one
+    Daraja can be asked about gets its first late query due a backoff step from now."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=current_app.config["PORTAL_STK_EXPIRY_S"])
+    c = StkInitiation.__table__.c
+    first_late_query = sa.case(
+        (sa.and_(c.checkout_request_id.is_not(None), c.paybill_id.is_not(None)),
+         sa.bindparam(None, now + timedelta(seconds=late_query_steps()[0]), type_=c.next_query_at.type)),
+        else_=None,
+    )
     expired_ids = db.session.scalars(
         sa.select(StkInitiation.id).where(StkInitiation.status == "initiated", StkInitiation.created_at < cutoff).limit(1000)
     ).all()
@@ -302,7 +354,7 @@ def expire_unpaid_initiations() -> int:
         changed = db.session.execute(
             sa.update(StkInitiation)
             .where(StkInitiation.id == initiation_id, StkInitiation.status == "initiated")
-            .values(status="expired", completed_at=utcnow())
+            .values(status="expired", completed_at=utcnow(), next_query_at=first_late_query)
         ).rowcount
         if changed:
             payment_id = db.session.scalar(sa.select(StkInitiation.payment_id).where(StkInitiation.id == initiation_id))
@@ -320,6 +372,27 @@ def expire_unpaid_initiations() -> int:
         db.session.commit()
         count += changed
     return count
+
+
+def give_up_late_queries() -> int:
+    """Expired initiations still without a final answer PORTAL_LATE_QUERY_GIVE_UP_S after their
+    push: no more late queries. They stay on the owner's Problems page, and the owner's
+    "ask M-Pesa" button still works on them. One conditional UPDATE; safe to run twice."""
+    now = utcnow()
+    c = StkInitiation.__table__.c
+    give_up_before = now - timedelta(seconds=current_app.config["PORTAL_LATE_QUERY_GIVE_UP_S"])
+    given_up = db.session.execute(
+        sa.update(StkInitiation.__table__)
+        .where(c.status == "expired", c.next_query_at.is_not(None), c.query_given_up_at.is_(None),
+               c.created_at < give_up_before)
+        .values(query_given_up_at=now, next_query_at=None)
+        .returning(c.checkout_request_id, c.account_reference, c.late_query_count)
+    ).all()
+    db.session.commit()
+    for checkout_id, code, late_queries in given_up:
+        log.warning("stk query given up checkout=%s voucher=%s after %s late queries: no final answer",
+                    checkout_id, code, late_queries)
+    return len(given_up)
 
 
 def expire_spent_vouchers() -> int:
