@@ -332,6 +332,30 @@ def test_five_code_tries_per_device_per_ten_minutes(kind, shop, customer, daraja
         assert _post_form(customer, f"/r/{shop.router.slug}/voucher", page, code=good).status_code == 200
 
 
+def _tries_from(customer, shop, page, forwarded_for: str) -> int:  # type: ignore[no-untyped-def]
+    """One wrong voucher code from a browser that our proxy says is ``forwarded_for``."""
+    fields = dict(form_fields(page.text), code="WRONG0CODE9")
+    headers = {"X-Forwarded-For": forwarded_for}
+    url = f"{customer.base}/r/{shop.router.slug}/voucher"
+    return customer.http.post(url, data=fields, headers=headers, allow_redirects=False, timeout=10).status_code
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_code_bucket(app, shop, customer):
+    # No mac or ip from the router: the device is the client address, so its 5 tries are the limit.
+    app.config["PORTAL_TRUSTED_PROXIES"] = 1
+    page = customer.open_plans(shop.router.slug)
+    assert [_tries_from(customer, shop, page, "198.51.100.7") for _ in range(5)] == [400] * 5
+    assert _tries_from(customer, shop, page, "198.51.100.7") == 429
+    assert _tries_from(customer, shop, page, "198.51.100.8") == 400  # another client is not locked out
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_cannot_dodge_the_limit(app, shop, customer):
+    app.config["PORTAL_TRUSTED_PROXIES"] = 0
+    page = customer.open_plans(shop.router.slug)
+    assert [_tries_from(customer, shop, page, f"198.51.100.{n}") for n in range(5)] == [400] * 5
+    assert _tries_from(customer, shop, page, "198.51.100.99") == 429
+
+
 def test_rate_limit_counts_a_double_submitted_form_once_and_reports_the_wait(app):
     from portal.core.rate_limits import Limit, RateLimited, record_attempt, seconds_until_allowed
 
