@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 
-import click
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -20,8 +19,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..cli import parse_bytes
-from ..core import durations
+from ..core import durations, sizes
 from ..core.form_fields import WholeNumberField
 from ..models import ENVIRONMENTS, VALIDITY_MODES
 
@@ -265,7 +263,7 @@ class PlanForm(FlaskForm):
     data_limit = StringField(
         "Data limit",
         validators=[Optional(), Length(max=20)],
-        description="Total up + down, e.g. 500MB or 1GB. Empty = no limit.",
+        description="Total up + down, e.g. 500MB, 500M or 2G. Empty = no limit.",
     )
     rate_limit = StringField(
         "Speed limit",
@@ -332,9 +330,9 @@ class PlanForm(FlaskForm):
         self.data_limit_bytes = None
         if field.data:
             try:
-                self.data_limit_bytes = parse_bytes(field.data)
-            except click.BadParameter as exc:
-                raise ValidationError("Use forms like 500MB or 1GB.") from exc
+                self.data_limit_bytes = sizes.parse_bytes(field.data)
+            except sizes.BadSize as exc:
+                raise ValidationError(f"Use forms like {sizes.EXAMPLES}.") from exc
             if self.data_limit_bytes <= 0:
                 raise ValidationError("A data limit must be more than zero (leave it empty for no limit).")
 
