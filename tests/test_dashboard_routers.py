@@ -92,6 +92,19 @@ def test_router_form_rejects_bad_input_next_to_each_field(app, signed_in, router
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Router)) == 0
 
 
+def test_the_owner_sets_the_hotspot_dns_name_on_the_router_form(app, signed_in, make_router, router_box):
+    owner, b = signed_in()
+    router = make_router(owner)
+    assert 'name="hotspot_dns_name"' in b.get(f"/dashboard/routers/{router.id}/edit").text
+
+    saved = b.post(f"/dashboard/routers/{router.id}/edit", _router_form(router_box, hotspot_dns_name="WiFi.Cafe.co.ke."))
+    bad = b.post(f"/dashboard/routers/{router.id}/edit", _router_form(router_box, hotspot_dns_name="http://evil.com/"))
+
+    assert saved.status_code == 302 and _router(router.id).hotspot_dns_name == "wifi.cafe.co.ke"
+    assert bad.status_code == 400 and "Enter a host name like wifi.cafe.co.ke" in " ".join(field_errors(bad.text))
+    assert _router(router.id).hotspot_dns_name == "wifi.cafe.co.ke"
+
+
 def test_editing_with_an_empty_password_keeps_the_stored_one(app, signed_in, make_router, router_box):
     owner, b = signed_in()
     router = make_router(owner)

@@ -135,7 +135,10 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     if voucher is None:
         form.code.errors = [CODE_ERRORS.get(checked.outcome, "err_bad_code")]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
-    login = router_login(ctx, voucher.code, page_is_https=request.is_secure)
+    login = router_login(
+        ctx, voucher.code, page_is_https=request.is_secure, hotspot_dns_name=router.hotspot_dns_name,
+        router_label=router.slug,
+    )
     if login is None:
         form.code.errors = ["err_no_login_link"]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=200)
@@ -263,16 +266,21 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         if status.status == "pending"
         else None
     )
+    router = payment.router
     login = (
-        router_login(ctx, status.voucher, page_is_https=request.is_secure)
+        router_login(
+            ctx, status.voucher, page_is_https=request.is_secure,
+            hotspot_dns_name=router.hotspot_dns_name if router else None, router_label=router.slug if router else "",
+        )
         if status.status == "active" and status.voucher
         else None
     )
+    if login is None and status.status == "active" and ctx.link_login_only and notice is None:
+        notice = say("err_no_login_link")  # a login link that is not the router's own: enter the code there
     retry_form = retry_wait = None
     if _may_send_again(payment, status, prompt):
         retry_form = RetryForm(formdata=None, purchase_key=secrets.token_urlsafe(24))
         retry_wait = seconds_until_allowed(push_checks(payment.phone or "", ctx, client_address()))
-    router = payment.router
     page = render_template(
         "captive/wait.html",
         payment=payment,

@@ -106,6 +106,12 @@ class RouterForm(FlaskForm):
         validators=[Optional(), Length(max=64)],
         description="Leave empty to use every hotspot server on the router.",
     )
+    hotspot_dns_name = StringField(
+        "Hotspot DNS name",
+        validators=[Optional(), Length(max=255)],
+        description="The hotspot profile's DNS name (IP → Hotspot → Server Profiles), e.g. wifi.cafe.co.ke. "
+        "Customers are logged in only at this name or the router's private address.",
+    )
     paybill_id = SelectField("Paybill or till", coerce=int, default=0)
     wifi_name = StringField(
         "Wi-Fi name",
@@ -123,6 +129,22 @@ class RouterForm(FlaskForm):
     def validate_api_password(self, field: PasswordField) -> None:
         if self.is_new and not field.data:
             raise ValidationError("Enter the API password.")
+
+    def validate_hotspot_dns_name(self, field: StringField) -> None:
+        value = (field.data or "").strip().rstrip(".")
+        if not value:
+            return
+        if not _HOST.match(value) or ".." in value or "." not in value or _is_ip(value):
+            raise ValidationError("Enter a host name like wifi.cafe.co.ke (without http:// or a path).")
+        field.data = value.lower()
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 class SetupScriptForm(FlaskForm):
