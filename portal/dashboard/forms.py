@@ -74,6 +74,24 @@ def _valid_host(form: FlaskForm, field: StringField) -> None:
         raise ValidationError("Enter an IP address or a host name, like 203.0.113.10 or router.example.com.")
 
 
+def _valid_hotspot_dns_name(form: FlaskForm, field: StringField) -> None:
+    """A host name (no scheme, path or IP), kept lower-case without a trailing dot."""
+    value = (field.data or "").strip().rstrip(".")
+    if not value:
+        return
+    if not _HOST.match(value) or ".." in value or "." not in value or _is_ip(value):
+        raise ValidationError("Enter a host name like wifi.cafe.co.ke (without http:// or a path).")
+    field.data = value.lower()
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 class RouterForm(FlaskForm):
     name = StringField(
         "Name",
@@ -108,7 +126,7 @@ class RouterForm(FlaskForm):
     )
     hotspot_dns_name = StringField(
         "Hotspot DNS name",
-        validators=[Optional(), Length(max=255)],
+        validators=[Optional(), Length(max=255), _valid_hotspot_dns_name],
         description="The hotspot profile's DNS name (IP → Hotspot → Server Profiles), e.g. wifi.cafe.co.ke. "
         "Customers are logged in only at this name or the router's private address.",
     )
@@ -130,21 +148,6 @@ class RouterForm(FlaskForm):
         if self.is_new and not field.data:
             raise ValidationError("Enter the API password.")
 
-    def validate_hotspot_dns_name(self, field: StringField) -> None:
-        value = (field.data or "").strip().rstrip(".")
-        if not value:
-            return
-        if not _HOST.match(value) or ".." in value or "." not in value or _is_ip(value):
-            raise ValidationError("Enter a host name like wifi.cafe.co.ke (without http:// or a path).")
-        field.data = value.lower()
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 class SetupScriptForm(FlaskForm):
