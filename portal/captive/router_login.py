@@ -70,7 +70,7 @@ class RouterLogin:
         return f"{self.action}{'&' if '?' in self.action else '?'}{urlencode(self.fields)}"
 
 
-def is_router_login_url(url: str, hotspot_dns_name: str | None) -> bool:
+def is_router_login_url(url: str, hotspot_dns_name: str | None, *, allow_loopback: bool = False) -> bool:
     """Whether ``url`` is the router's own hotspot login: its configured DNS name, or a private or
     link-local IP. A printed QR code can carry any link-login-only, so a public host (or a trick
     that makes a browser go to one: userinfo, backslashes, odd schemes) would hand the customer's
@@ -93,18 +93,21 @@ def is_router_login_url(url: str, hotspot_dns_name: str | None) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
+    if allow_loopback and address.is_loopback:  # development: the sandbox hotspot listens on 127.0.0.1
+        return True
     return any(address in network for network in _ROUTER_NETWORKS)
 
 
 def router_login(
-    ctx: HotspotContext, code: str, *, page_is_https: bool, hotspot_dns_name: str | None = None, router_label: str = ""
+    ctx: HotspotContext, code: str, *, page_is_https: bool, hotspot_dns_name: str | None = None, router_label: str = "",
+    allow_loopback: bool = False,
 ) -> RouterLogin | None:
     """The browser's login at the router; None when there is no login link, or it is not the
     router's own (the customer is then shown the code and told to enter it on the hotspot page)."""
     fields = login_form_fields(ctx, code)
     if fields is None or ctx.link_login_only is None:
         return None
-    if not is_router_login_url(ctx.link_login_only, hotspot_dns_name):
+    if not is_router_login_url(ctx.link_login_only, hotspot_dns_name, allow_loopback=allow_loopback):
         log.warning("router %s: link-login-only %r is not the router's own address; no auto-login",
                     router_label, ctx.link_login_only[:120])
         return None

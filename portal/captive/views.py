@@ -137,7 +137,7 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
     login = router_login(
         ctx, voucher.code, page_is_https=request.is_secure, hotspot_dns_name=router.hotspot_dns_name,
-        router_label=router.slug,
+        router_label=router.slug, allow_loopback=not current_app.config["IS_PRODUCTION"],
     )
     if login is None:
         form.code.errors = ["err_no_login_link"]
@@ -271,6 +271,7 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         router_login(
             ctx, status.voucher, page_is_https=request.is_secure,
             hotspot_dns_name=router.hotspot_dns_name if router else None, router_label=router.slug if router else "",
+            allow_loopback=not current_app.config["IS_PRODUCTION"],
         )
         if status.status == "active" and status.voucher
         else None
