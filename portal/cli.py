@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 
-from .core import durations
+from .core import durations, sizes
 from .core.extensions import db
 from .hotspot import activations, pull_scripts, pull_sync
 from .hotspot.routers import create_router
@@ -30,12 +28,10 @@ def parse_duration(text: str) -> int:
 
 
 def parse_bytes(text: str) -> int:
-    """'500MB', '1GB', '1.5GB' or plain bytes → bytes."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(kb|mb|gb|b)?\s*", text.lower())
-    if not match:
-        raise click.BadParameter("use forms like 500MB, 1GB or a number of bytes")
-    scale = {None: 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
-    return int(float(match.group(1)) * scale[match.group(2)])
+    try:
+        return sizes.parse_bytes(text)
+    except sizes.BadSize as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _owner(email: str) -> User:
@@ -215,7 +211,7 @@ def plan() -> None:
 @click.option("--name", required=True, help="e.g. '1 Hour'")
 @click.option("--price", required=True, type=click.IntRange(1, 250000), help="Whole shillings.")
 @click.option("--duration", required=True, help="30m, 1h, 1d, 7d …")
-@click.option("--data-limit", default=None, help="e.g. 500MB, 1GB (total, up + down).")
+@click.option("--data-limit", default=None, help="e.g. 500MB, 500M, 2G (total, up + down).")
 @click.option("--rate-limit", default=None, help="RouterOS rx/tx from the router's view, e.g. 2M/5M (5M download).")
 @click.option("--validity", type=click.Choice(["wall_clock", "connected_time"]), default="wall_clock", show_default=True)
 @click.option("--devices", type=click.IntRange(1, 50), default=1, show_default=True,

@@ -201,6 +201,9 @@ class Router(db.Model):
     api_username: Mapped[str] = mapped_column(sa.String(64))
     api_password_encrypted: Mapped[str] = mapped_column(sa.Text)
     hotspot_server: Mapped[str | None] = mapped_column(sa.String(64))
+    # The hotspot profile's dns-name (e.g. wifi.cafe.co.ke): besides a private or link-local IP,
+    # the only host a customer's link-login-only may point at (captive/router_login.py).
+    hotspot_dns_name: Mapped[str | None] = mapped_column(sa.String(255))
     paybill_id: Mapped[int | None] = mapped_column(sa.ForeignKey("paybills.id"))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(sa.String(500))

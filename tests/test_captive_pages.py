@@ -332,6 +332,30 @@ def test_five_code_tries_per_device_per_ten_minutes(kind, shop, customer, daraja
         assert _post_form(customer, f"/r/{shop.router.slug}/voucher", page, code=good).status_code == 200
 
 
+def _tries_from(customer, shop, page, forwarded_for: str) -> int:  # type: ignore[no-untyped-def]
+    """One wrong voucher code from a browser that our proxy says is ``forwarded_for``."""
+    fields = dict(form_fields(page.text), code="WRONG0CODE9")
+    headers = {"X-Forwarded-For": forwarded_for}
+    url = f"{customer.base}/r/{shop.router.slug}/voucher"
+    return customer.http.post(url, data=fields, headers=headers, allow_redirects=False, timeout=10).status_code
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_code_bucket(app, shop, customer):
+    # No mac or ip from the router: the device is the client address, so its 5 tries are the limit.
+    app.config["PORTAL_TRUSTED_PROXIES"] = 1
+    page = customer.open_plans(shop.router.slug)
+    assert [_tries_from(customer, shop, page, "198.51.100.7") for _ in range(5)] == [400] * 5
+    assert _tries_from(customer, shop, page, "198.51.100.7") == 429
+    assert _tries_from(customer, shop, page, "198.51.100.8") == 400  # another client is not locked out
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_cannot_dodge_the_limit(app, shop, customer):
+    app.config["PORTAL_TRUSTED_PROXIES"] = 0
+    page = customer.open_plans(shop.router.slug)
+    assert [_tries_from(customer, shop, page, f"198.51.100.{n}") for n in range(5)] == [400] * 5
+    assert _tries_from(customer, shop, page, "198.51.100.99") == 429
+
+
 def test_rate_limit_counts_a_double_submitted_form_once_and_reports_the_wait(app):
     from portal.core.rate_limits import Limit, RateLimited, record_attempt, seconds_until_allowed
 
@@ -362,6 +386,70 @@ def test_a_voucher_code_logs_in_with_chap_and_lands_on_link_orig(shop, customer)
     assert 'action="http://10.5.50.1/login"' in answer.text
     assert fields["username"] == voucher.code and fields["dst"] == "http://example.com/"
     assert fields["password"] == chap_password(CHAP_ID, voucher.code, CHAP_CHALLENGE) != voucher.code
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://203.0.113.9/login",  # a public IP
+        "http://evil.example.com/login",  # a public host name
+        "http://10.0.0.1@evil.com/",  # userinfo: the browser goes to evil.com
+        "http://user:pw@10.5.50.1/login",
+        "http://10.5.50.1\\@evil.com/login",  # a backslash some browsers read as a slash
+        "http://10.5.50.1.evil.com/login",
+        "http://10.5.50.1:notaport/login",
+        "javascript:alert(1)//10.5.50.1",
+        "ftp://10.5.50.1/login",
+    ],
+)
+def test_a_login_link_that_is_not_the_routers_own_gets_the_code_but_no_auto_login(shop, customer, link, caplog):
+    voucher = _voucher(shop, code="ABCD2345XY")
+    page = customer.open_plans(shop.router.slug, **dict(HOTSPOT, **{"link-login-only": link}))
+
+    answer = _post_form(customer, f"/r/{shop.router.slug}/voucher", page, link_login_only=link, code=voucher.code)
+
+    assert answer.status_code == 200 and voucher.code in answer.text
+    assert 'id="router-login"' not in answer.text and f'action="{link}"' not in answer.text
+    assert TEXT["en"]["err_no_login_link"] in _text(answer.text)
+
+
+@pytest.mark.parametrize(
+    ("link", "dns_name", "accepted"),
+    [
+        ("http://10.5.50.1/login", None, True),
+        ("http://192.168.88.1/login", None, True),
+        ("https://172.16.0.1:8443/login", None, True),
+        ("http://169.254.1.1/login", None, True),
+        ("http://[fe80::1]/login", None, True),  # IPv6 link-local
+        ("http://wifi.cafe.co.ke/login", "wifi.cafe.co.ke", True),  # the name the owner set
+        ("https://WIFI.cafe.co.ke./login", "wifi.cafe.co.ke", True),
+        ("http://wifi.cafe.co.ke/login", None, False),
+        ("http://wifi.cafe.co.ke.evil.com/login", "wifi.cafe.co.ke", False),
+        ("http://wifi.cafe.co.ke@evil.com/login", "wifi.cafe.co.ke", False),
+        ("http://evil.com@wifi.cafe.co.ke/login", "wifi.cafe.co.ke", False),  # no userinfo at all
+        ("http://[2001:db8::1]/login", None, False),
+        ("http://[::ffff:203.0.113.9]/login", None, False),
+        ("http://0.0.0.0/login", None, False),
+        ("javascript:alert(1)", "wifi.cafe.co.ke", False),
+        ("http:///login", None, False),
+    ],
+)
+def test_only_the_routers_own_hotspot_address_is_a_login_link(link, dns_name, accepted):
+    from portal.captive.router_login import is_router_login_url
+
+    assert is_router_login_url(link, dns_name) is accepted
+
+
+def test_the_configured_hotspot_dns_name_logs_the_browser_in(shop, customer):
+    shop.router.hotspot_dns_name = "wifi.cafe.co.ke"
+    db.session.commit()
+    voucher = _voucher(shop, code="ABCD2345XY")
+    link = "http://wifi.cafe.co.ke/login"
+    page = customer.open_plans(shop.router.slug, **dict(HOTSPOT, **{"link-login-only": link}))
+
+    answer = _post_form(customer, f"/r/{shop.router.slug}/voucher", page, code=voucher.code)
+
+    assert answer.status_code == 200 and f'action="{link}"' in answer.text and 'id="router-login"' in answer.text
 
 
 def test_printed_qr_link_prefills_the_code(shop, customer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -60,6 +61,26 @@ def test_bad_input_gets_a_clear_message(app):
     assert duration.exit_code == 0
     assert bad_duration.exit_code != 0 and "3h, 3 hours, 90 min, 1 day" in bad_duration.output
     assert till_without_store.exit_code != 0 and "--store" in till_without_store.output
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [("2g", 2 << 30), ("500M", 500 << 20), ("1.5G", int(1.5 * (1 << 30))), ("10k", 10 << 10), ("500MB", 500 << 20)],
+)
+def test_plan_add_takes_data_limits_the_way_routeros_writes_them(app, typed, expected):
+    assert _run(app, "owner", "create", "--email", "z@example.com", "--password", "long enough pw").exit_code == 0
+    added = _run(app, "plan", "add", "--owner", "z@example.com", "--name", "x", "--price", "10", "--duration", "1h",
+                 "--data-limit", typed)
+    assert added.exit_code == 0, added.output
+    assert db.session.scalars(sa.select(Plan)).one().data_limit_bytes == expected
+
+
+def test_plan_add_refuses_a_data_limit_it_cannot_read(app):
+    assert _run(app, "owner", "create", "--email", "z@example.com", "--password", "long enough pw").exit_code == 0
+    junk = _run(app, "plan", "add", "--owner", "z@example.com", "--name", "x", "--price", "10", "--duration", "1h",
+                "--data-limit", "2 gigs")
+    assert junk.exit_code != 0 and "500MB, 500M, 2GB, 2G or a number of bytes" in junk.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Plan)) == 0
 
 
 def test_every_command_explains_itself(app):

@@ -169,7 +169,8 @@ def test_tokens_refresh_command_prints_a_line_per_paybill(app, make_owner, make_
 
 
 def test_paybills_sharing_a_daraja_app_share_one_token(make_owner, make_paybill, daraja):
-    first, second = make_paybill(make_owner()), make_paybill(make_owner())  # same consumer key
+    owner = make_owner()
+    first, second = make_paybill(owner), make_paybill(owner)  # same owner, consumer key and secret
     _set_token(first, "old", timedelta(minutes=1))
     before = daraja.oauth_calls
 
@@ -179,6 +180,31 @@ def test_paybills_sharing_a_daraja_app_share_one_token(make_owner, make_paybill,
     assert {r.outcome for r in results} == {"refreshed"}
     db.session.expire_all()
     assert first.access_token == second.access_token != "old"
+
+
+def test_a_token_is_never_shared_with_another_owner_or_without_the_same_secret(make_owner, make_paybill, daraja):
+    from portal.owners.paybills import PaybillTokenStore
+
+    owner = make_owner()
+    mine = make_paybill(owner)
+    wrong_secret = make_paybill(owner)
+    wrong_secret.consumer_secret = "not-the-secret"  # the same consumer key, copied without its secret
+    other_owner = make_paybill(make_owner())  # the same key and secret, but someone else's paybill
+    db.session.commit()
+    _set_token(mine, "owner-a-token", timedelta(hours=1))
+    before = daraja.oauth_calls
+
+    assert PaybillTokenStore(wrong_secret.id).load_fresh() is None
+    assert PaybillTokenStore(other_owner.id).load_fresh() is None
+    results = {r.paybill_id: r for r in refresh_due_tokens()}
+
+    assert results[mine.id].outcome == "still valid"
+    assert results[wrong_secret.id].outcome == "failed"  # it had to prove its own secret, and could not
+    assert results[other_owner.id].outcome == "refreshed" and "shares" not in results[other_owner.id].detail
+    assert daraja.oauth_calls - before == 2
+    db.session.expire_all()
+    assert mine.access_token == "owner-a-token"
+    assert wrong_secret.access_token is None and other_owner.access_token not in (None, "owner-a-token")
 
 
 def test_two_refreshers_at_once_fetch_each_token_once(app, make_owner, make_paybill, daraja):

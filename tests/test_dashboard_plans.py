@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -54,6 +55,25 @@ def test_a_good_plan_is_saved_with_parsed_limits_and_chosen_routers(app, signed_
     assert catalogue.plans_for_router(router) == [plan]
 
 
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [("2g", 2 << 30), ("500M", 500 << 20), ("1.5G", int(1.5 * (1 << 30))), ("10k", 10 << 10), ("2GB", 2 << 30)],
+)
+def test_plan_form_takes_data_limits_the_way_routeros_writes_them(app, signed_in, typed, expected):
+    owner, b = signed_in()
+    response = b.post("/dashboard/plans/new", _form(data_limit=typed))
+    assert response.status_code == 302, field_errors(response.text)
+    assert db.session.scalars(sa.select(Plan).where(Plan.owner_id == owner.id)).one().data_limit_bytes == expected
+
+
+@pytest.mark.parametrize("junk", ["2 gigs", "G", "1.5.5G", "-1G", "2T"])
+def test_plan_form_refuses_a_data_limit_it_cannot_read(app, signed_in, junk):
+    _, b = signed_in()
+    response = b.post("/dashboard/plans/new", _form(data_limit=junk))
+    assert response.status_code == 400
+    assert "Use forms like 500MB, 500M, 2GB, 2G or a number of bytes." in field_errors(response.text)
+
+
 def test_plan_form_rejects_bad_input_next_to_each_field(app, signed_in):
     _, b = signed_in()
     response = b.post(
@@ -64,7 +84,7 @@ def test_plan_form_rejects_bad_input_next_to_each_field(app, signed_in):
     assert "Give the plan a name." in errors
     assert "The price is whole shillings, from 1 to 250,000." in errors
     assert "Use forms like 3h, 3 hours, 90 min, 1 day, 1h30m or 2 weeks." in errors
-    assert "Use forms like 500MB or 1GB." in errors
+    assert "Use forms like 500MB, 500M, 2GB, 2G or a number of bytes." in errors
     assert "Use RouterOS upload/download like 2M/5M or 512k/1M." in errors
     fractional = b.post("/dashboard/plans/new", _form(price="9.50"))
     assert fractional.status_code == 400 and field_errors(fractional.text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -91,6 +92,19 @@ def test_router_form_rejects_bad_input_next_to_each_field(app, signed_in, router
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Router)) == 0
 
 
+def test_the_owner_sets_the_hotspot_dns_name_on_the_router_form(app, signed_in, make_router, router_box):
+    owner, b = signed_in()
+    router = make_router(owner)
+    assert 'name="hotspot_dns_name"' in b.get(f"/dashboard/routers/{router.id}/edit").text
+
+    saved = b.post(f"/dashboard/routers/{router.id}/edit", _router_form(router_box, hotspot_dns_name="WiFi.Cafe.co.ke."))
+    bad = b.post(f"/dashboard/routers/{router.id}/edit", _router_form(router_box, hotspot_dns_name="http://evil.com/"))
+
+    assert saved.status_code == 302 and _router(router.id).hotspot_dns_name == "wifi.cafe.co.ke"
+    assert bad.status_code == 400 and "Enter a host name like wifi.cafe.co.ke" in " ".join(field_errors(bad.text))
+    assert _router(router.id).hotspot_dns_name == "wifi.cafe.co.ke"
+
+
 def test_editing_with_an_empty_password_keeps_the_stored_one(app, signed_in, make_router, router_box):
     owner, b = signed_in()
     router = make_router(owner)
@@ -133,7 +147,7 @@ def test_test_connection_gives_the_routers_own_words_for_a_wrong_password(app, s
     assert _router(router.id).login_refused_at is not None
 
 
-def test_test_connection_says_the_connection_was_refused_on_a_closed_port(app, signed_in, make_router):
+def test_test_connection_words_a_closed_port_without_socket_text(app, signed_in, make_router):
     owner, b = signed_in()
     router = make_router(owner)
     router.port = _closed_port()
@@ -142,8 +156,38 @@ def test_test_connection_says_the_connection_was_refused_on_a_closed_port(app, s
     page = b.follow(b.post(f"/dashboard/routers/{router.id}/test"))
 
     kind, message = flashes(page.text)[0]
-    assert kind == "error" and f"connection to 127.0.0.1:{router.port} refused" in message
-    assert "refused" in _router(router.id).last_error
+    assert kind == "error" and f"could not reach 127.0.0.1 on port {router.port}; check the address" in message
+    # Refused, timed out and reset read alike: the button tells a prober nothing about a port.
+    for raw in ("refused", "Errno", "timed out", "reset"):
+        assert raw not in message and raw not in _router(router.id).last_error
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::ffff:127.0.0.1"])
+def test_in_production_test_connection_refuses_loopback_and_link_local_hosts(app, make_owner, make_router, router_box, host):
+    from portal.hotspot.routers import RouterAddressRefused, check_connection
+
+    router = make_router(make_owner())
+    router.host = host
+    db.session.commit()
+    app.config["IS_PRODUCTION"] = True
+    try:
+        with pytest.raises(RouterAddressRefused, match="this server or its link-local network"):
+            check_connection(router)
+    finally:
+        app.config["IS_PRODUCTION"] = False
+    assert router_box.command_log == []  # nothing was sent: the sandbox router on 127.0.0.1 was never reached
+    assert "link-local" in _router(router.id).last_error
+
+
+def test_in_production_test_connection_still_reaches_a_private_lan_or_vpn_address(app, make_owner, make_router):
+    from portal.hotspot.routers import _refuse_internal_host
+
+    app.config["IS_PRODUCTION"] = True
+    try:
+        for host in ("10.8.0.2", "192.168.88.1", "203.0.113.10"):
+            _refuse_internal_host(host, "r")  # no error: only loopback and link-local are refused
+    finally:
+        app.config["IS_PRODUCTION"] = False
 
 
 def test_live_sessions_are_listed_and_one_can_be_disconnected(app, signed_in, make_router, router_box):

@@ -98,8 +98,10 @@ def test_the_owner_switches_transport_and_edits_the_interval(app, signed_in, mak
     assert any("API address" in text for _, text in flashes(refused.text))
     assert b.get(f"/dashboard/routers/{pull_router.id}/edit").headers["Location"].endswith("/pull-settings")
     saved = b.post(f"/dashboard/routers/{pull_router.id}/pull-settings",
-                   {"name": "Kiosk 2", "sync_interval_s": "30", "hotspot_server": "", "paybill_id": "0"})
+                   {"name": "Kiosk 2", "sync_interval_s": "30", "hotspot_server": "", "paybill_id": "0",
+                    "hotspot_dns_name": "wifi.kiosk.co.ke"})
     assert saved.status_code == 302
+    assert _router(pull_router.id).hotspot_dns_name == "wifi.kiosk.co.ke"  # the pull router's login host too
     assert _sync(app, pull_router, token).json()["interval"] == 30  # the router follows at its next sync
 
 

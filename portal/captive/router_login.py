@@ -18,13 +18,22 @@ bound to that device's challenge; with PAP it carries the voucher code, which is
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ..hotspot.login_context import HotspotContext
 
+log = logging.getLogger(__name__)
+
 _ESCAPE = re.compile(r"\\([0-7]{3})")
+# Where a hotspot's own address can be: RFC 1918, unique-local and link-local. Listed, because
+# ipaddress's is_private also counts documentation and other reserved ranges that can be routed.
+_ROUTER_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10")
+)
 
 
 def decode_octal_escapes(text: str) -> bytes:
@@ -61,9 +70,46 @@ class RouterLogin:
         return f"{self.action}{'&' if '?' in self.action else '?'}{urlencode(self.fields)}"
 
 
-def router_login(ctx: HotspotContext, code: str, *, page_is_https: bool) -> RouterLogin | None:
+def is_router_login_url(url: str, hotspot_dns_name: str | None, *, allow_loopback: bool = False) -> bool:
+    """Whether ``url`` is the router's own hotspot login: its configured DNS name, or a private or
+    link-local IP. A printed QR code can carry any link-login-only, so a public host (or a trick
+    that makes a browser go to one: userinfo, backslashes, odd schemes) would hand the customer's
+    code to someone else's server and log the attacker's device in instead."""
+    if any(c in url for c in "\\@\t\r\n "):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme not in ("http", "https") or not host or parts.username is not None:
+        return False
+    if hotspot_dns_name and host == hotspot_dns_name.lower().rstrip("."):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if allow_loopback and address.is_loopback:  # development: the sandbox hotspot listens on 127.0.0.1
+        return True
+    return any(address in network for network in _ROUTER_NETWORKS)
+
+
+def router_login(
+    ctx: HotspotContext, code: str, *, page_is_https: bool, hotspot_dns_name: str | None = None, router_label: str = "",
+    allow_loopback: bool = False,
+) -> RouterLogin | None:
+    """The browser's login at the router; None when there is no login link, or it is not the
+    router's own (the customer is then shown the code and told to enter it on the hotspot page)."""
     fields = login_form_fields(ctx, code)
     if fields is None or ctx.link_login_only is None:
+        return None
+    if not is_router_login_url(ctx.link_login_only, hotspot_dns_name, allow_loopback=allow_loopback):
+        log.warning("router %s: link-login-only %r is not the router's own address; no auto-login",
+                    router_label, ctx.link_login_only[:120])
         return None
     insecure_target = ctx.link_login_only.lower().startswith("http://")
     method = "get" if page_is_https and insecure_target else "post"

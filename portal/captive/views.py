@@ -28,6 +28,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError
 
+from ..core.client_address import client_address
 from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
 from ..hotspot import brands, catalogue
 from ..hotspot.login_context import HotspotContext
@@ -100,7 +101,7 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
         return _render_plans(router, ctx, buy=form, status=400)
     try:
         msisdn = normalise_phone(form.phone.data)
-        record_attempt(push_checks(msisdn, ctx, request.remote_addr), token=form.purchase_key.data or None)
+        record_attempt(push_checks(msisdn, ctx, client_address()), token=form.purchase_key.data or None)
         payment = purchase.start_purchase(
             router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None
         )
@@ -125,7 +126,7 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     if not form.validate():
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
     try:
-        record_attempt(code_checks("voucher", ctx, request.remote_addr))
+        record_attempt(code_checks("voucher", ctx, client_address()))
     except RateLimited as exc:
         form.code.errors = [limited_message(exc)]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=429)
@@ -134,7 +135,10 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     if voucher is None:
         form.code.errors = [CODE_ERRORS.get(checked.outcome, "err_bad_code")]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
-    login = router_login(ctx, voucher.code, page_is_https=request.is_secure)
+    login = router_login(
+        ctx, voucher.code, page_is_https=request.is_secure, hotspot_dns_name=router.hotspot_dns_name,
+        router_label=router.slug, allow_loopback=not current_app.config["IS_PRODUCTION"],
+    )
     if login is None:
         form.code.errors = ["err_no_login_link"]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=200)
@@ -158,7 +162,7 @@ def receipt(slug: str):  # type: ignore[no-untyped-def]
     if not form.validate():
         return _render_plans(router, ctx, receipt=form, open_="receipt", status=400)
     try:
-        record_attempt(code_checks("receipt", ctx, request.remote_addr))
+        record_attempt(code_checks("receipt", ctx, client_address()))
     except RateLimited as exc:
         form.receipt.errors = [limited_message(exc)]
         return _render_plans(router, ctx, receipt=form, open_="receipt", status=429)
@@ -193,7 +197,7 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
         return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
     ctx = HotspotContext.from_json(payment.hotspot_json)
     try:
-        record_attempt(push_checks(payment.phone, ctx, request.remote_addr), token=form.purchase_key.data or None)
+        record_attempt(push_checks(payment.phone, ctx, client_address()), token=form.purchase_key.data or None)
         again = recovery.purchase_again(payment, idempotency_key=form.purchase_key.data or None)
     except RateLimited as exc:
         return _render_wait(payment, notice=limited_message(exc), status_code=429)
@@ -262,16 +266,22 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         if status.status == "pending"
         else None
     )
+    router = payment.router
     login = (
-        router_login(ctx, status.voucher, page_is_https=request.is_secure)
+        router_login(
+            ctx, status.voucher, page_is_https=request.is_secure,
+            hotspot_dns_name=router.hotspot_dns_name if router else None, router_label=router.slug if router else "",
+            allow_loopback=not current_app.config["IS_PRODUCTION"],
+        )
         if status.status == "active" and status.voucher
         else None
     )
+    if login is None and status.status == "active" and ctx.link_login_only and notice is None:
+        notice = say("err_no_login_link")  # a login link that is not the router's own: enter the code there
     retry_form = retry_wait = None
     if _may_send_again(payment, status, prompt):
         retry_form = RetryForm(formdata=None, purchase_key=secrets.token_urlsafe(24))
-        retry_wait = seconds_until_allowed(push_checks(payment.phone or "", ctx, request.remote_addr))
-    router = payment.router
+        retry_wait = seconds_until_allowed(push_checks(payment.phone or "", ctx, client_address()))
     page = render_template(
         "captive/wait.html",
         payment=payment,

@@ -46,9 +46,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import abort, current_app, redirect, request, url_for
+from flask import abort, redirect, request, url_for
 from flask_login import current_user
 
+from ..core.client_address import client_address
 from ..core.extensions import db
 from ..models import (
     Activation,
@@ -63,7 +64,6 @@ from ..models import (
     WebhookLog,
 )
 from ..owners.scope import owned, via_paybill, via_router
-from ..webhooks.auth import caller_address
 
 T = TypeVar("T")
 
@@ -154,7 +154,7 @@ def require_admin() -> User:
 
 def client_ip() -> str | None:
     """The browser's address, believing X-Forwarded-For only for our own proxies."""
-    return caller_address(request, current_app.config["PORTAL_TRUSTED_PROXIES"])
+    return client_address()
 
 
 def require_sign_in() -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 
-import click
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -20,8 +19,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..cli import parse_bytes
-from ..core import durations
+from ..core import durations, sizes
 from ..core.form_fields import WholeNumberField
 from ..models import ENVIRONMENTS, VALIDITY_MODES
 
@@ -76,6 +74,24 @@ def _valid_host(form: FlaskForm, field: StringField) -> None:
         raise ValidationError("Enter an IP address or a host name, like 203.0.113.10 or router.example.com.")
 
 
+def _valid_hotspot_dns_name(form: FlaskForm, field: StringField) -> None:
+    """A host name (no scheme, path or IP), kept lower-case without a trailing dot."""
+    value = (field.data or "").strip().rstrip(".")
+    if not value:
+        return
+    if not _HOST.match(value) or ".." in value or "." not in value or _is_ip(value):
+        raise ValidationError("Enter a host name like wifi.cafe.co.ke (without http:// or a path).")
+    field.data = value.lower()
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 class RouterForm(FlaskForm):
     name = StringField(
         "Name",
@@ -108,6 +124,12 @@ class RouterForm(FlaskForm):
         validators=[Optional(), Length(max=64)],
         description="Leave empty to use every hotspot server on the router.",
     )
+    hotspot_dns_name = StringField(
+        "Hotspot DNS name",
+        validators=[Optional(), Length(max=255), _valid_hotspot_dns_name],
+        description="The hotspot profile's DNS name (IP → Hotspot → Server Profiles), e.g. wifi.cafe.co.ke. "
+        "Customers are logged in only at this name or the router's private address.",
+    )
     paybill_id = SelectField("Paybill or till", coerce=int, default=0)
     wifi_name = StringField(
         "Wi-Fi name",
@@ -125,6 +147,7 @@ class RouterForm(FlaskForm):
     def validate_api_password(self, field: PasswordField) -> None:
         if self.is_new and not field.data:
             raise ValidationError("Enter the API password.")
+
 
 
 class SetupScriptForm(FlaskForm):
@@ -265,7 +288,7 @@ class PlanForm(FlaskForm):
     data_limit = StringField(
         "Data limit",
         validators=[Optional(), Length(max=20)],
-        description="Total up + down, e.g. 500MB or 1GB. Empty = no limit.",
+        description="Total up + down, e.g. 500MB, 500M or 2G. Empty = no limit.",
     )
     rate_limit = StringField(
         "Speed limit",
@@ -332,9 +355,9 @@ class PlanForm(FlaskForm):
         self.data_limit_bytes = None
         if field.data:
             try:
-                self.data_limit_bytes = parse_bytes(field.data)
-            except click.BadParameter as exc:
-                raise ValidationError("Use forms like 500MB or 1GB.") from exc
+                self.data_limit_bytes = sizes.parse_bytes(field.data)
+            except sizes.BadSize as exc:
+                raise ValidationError(f"Use forms like {sizes.EXAMPLES}.") from exc
             if self.data_limit_bytes <= 0:
                 raise ValidationError("A data limit must be more than zero (leave it empty for no limit).")
 

@@ -27,6 +27,7 @@ class PullRouterForm(FlaskForm):
         "Shorter costs the router and the portal one small HTTPS request per sync.",
     )
     hotspot_server = RouterForm.hotspot_server
+    hotspot_dns_name = RouterForm.hotspot_dns_name
     paybill_id = RouterForm.paybill_id
 
     def validate_hotspot_server(self, field: StringField) -> None:

@@ -25,6 +25,7 @@ def router_new_pull():  # type: ignore[no-untyped-def]
             interval_s=form.sync_interval_s.data,
         )
         router.paybill_id = form.paybill_id.data or None
+        router.hotspot_dns_name = form.hotspot_dns_name.data or None
         db.session.flush()
         _audit("router_added", router, f"pull sync every {router.sync_interval_s}s")
         db.session.commit()
@@ -36,7 +37,7 @@ def router_new_pull():  # type: ignore[no-untyped-def]
 @bp.route("/routers/<int:router_id>/pull-settings", methods=["GET", "POST"])
 def router_pull_settings(router_id: int):  # type: ignore[no-untyped-def]
     router = get_owned_or_404(Router, router_id)
-    shown = ("name", "sync_interval_s", "hotspot_server")
+    shown = ("name", "sync_interval_s", "hotspot_server", "hotspot_dns_name")
     form = PullRouterForm(data={name: getattr(router, name) for name in shown})
     form.paybill_id.choices = _paybill_choices(router.owner_id)
     if request.method == "GET":
@@ -44,6 +45,7 @@ def router_pull_settings(router_id: int):  # type: ignore[no-untyped-def]
     if form.validate_on_submit():
         router.name = form.name.data.strip()
         router.hotspot_server = (form.hotspot_server.data or "").strip() or None
+        router.hotspot_dns_name = form.hotspot_dns_name.data or None
         router.paybill_id = form.paybill_id.data or None
         pull_sync.set_sync_interval(router, form.sync_interval_s.data)  # the router picks it up at its next sync
         _audit("router_changed", router, f"pull sync every {router.sync_interval_s}s")

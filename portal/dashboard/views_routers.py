@@ -75,6 +75,7 @@ def router_new():  # type: ignore[no-untyped-def]
         )
         router.paybill_id = form.paybill_id.data or None
         router.wifi_name = (form.wifi_name.data or "").strip() or None
+        router.hotspot_dns_name = form.hotspot_dns_name.data or None
         db.session.flush()
         _audit("router_added", router, f"{router.host}:{router.port}")
         db.session.commit()
@@ -106,7 +107,7 @@ def router_edit(router_id: int):  # type: ignore[no-untyped-def]
     if router.transport == "pull":  # no API address or credentials to edit
         return redirect(url_for("dashboard.router_pull_settings", router_id=router.id))
     # The API password is never loaded into the form: it cannot be sent back, even by mistake.
-    shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server", "wifi_name")
+    shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server", "hotspot_dns_name", "wifi_name")
     form = RouterForm(data={name: getattr(router, name) for name in shown}, is_new=False)
     form.paybill_id.choices = _paybill_choices(router.owner_id)
     if request.method == "GET":
@@ -124,6 +125,7 @@ def router_edit(router_id: int):  # type: ignore[no-untyped-def]
             password=form.api_password.data or None,
         )
         router.wifi_name = (form.wifi_name.data or "").strip() or None
+        router.hotspot_dns_name = form.hotspot_dns_name.data or None
         _audit("router_changed", router, "API password changed" if form.api_password.data else None)
         db.session.commit()
         flash("Router saved.", "ok")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import re
 import secrets
+import socket
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,7 +17,9 @@ from ..core.extensions import db
 from ..models import ROUTER_STATES, Activation, Router, User, utcnow
 from ..routeros import hotspot
 from ..routeros.connection import RouterConnection, RouterCredentials, RouterPool
-from ..routeros.errors import RouterError, RouterLoginFailed
+from ..routeros.errors import RouterError, RouterLoginFailed, RouterUnreachable
+
+log = logging.getLogger(__name__)
 
 
 def router_pool() -> RouterPool:
@@ -128,36 +133,72 @@ class ConnectionReport:
     hotspot_servers: list[str]
 
 
+class RouterAddressRefused(RouterError):
+    """The address points at the portal's own machine or link-local network (production only)."""
+
+
 def check_connection(router: Router) -> ConnectionReport:
     """Log in with the stored credentials on a fresh connection, read identity and hotspot servers.
 
     Records the outcome on the router (last_seen_at, or last_error) and commits. Raises
-    RouterUnreachable, RouterLoginFailed or RouterCommandFailed with the router's own words.
+    RouterAddressRefused (production: a loopback or link-local address, so the button cannot probe
+    the portal's own network), RouterUnreachable in plain words (no socket text: refused and
+    timed out read alike), RouterLoginFailed or RouterCommandFailed with the router's own words.
     """
     creds = credentials_for(router)
     db.session.commit()  # no transaction held open while we wait on the network
-    conn = RouterConnection(
-        creds,
-        connect_timeout=current_app.config["PORTAL_ROUTER_CONNECT_TIMEOUT_S"],
-        command_timeout=current_app.config["PORTAL_ROUTER_COMMAND_TIMEOUT_S"],
-    )
     try:
-        report = ConnectionReport(
-            identity=hotspot.read_identity(conn), hotspot_servers=hotspot.list_hotspot_servers(conn)
-        )
+        if current_app.config["IS_PRODUCTION"]:
+            _refuse_internal_host(creds.host, router.slug)
+        report = _read_report(creds, router.slug)
     except RouterError as exc:
         router.last_error = str(exc)[:500]
         if isinstance(exc, RouterLoginFailed):
             router.login_refused_at = utcnow()
         db.session.commit()
         raise
-    finally:
-        conn.close()
     router.last_seen_at = utcnow()
     router.last_error = None
     router.login_refused_at = None
     db.session.commit()
     return report
+
+
+def _read_report(creds: RouterCredentials, slug: str) -> ConnectionReport:
+    conn = RouterConnection(
+        creds,
+        connect_timeout=current_app.config["PORTAL_ROUTER_CONNECT_TIMEOUT_S"],
+        command_timeout=current_app.config["PORTAL_ROUTER_COMMAND_TIMEOUT_S"],
+    )
+    try:
+        return ConnectionReport(identity=hotspot.read_identity(conn), hotspot_servers=hotspot.list_hotspot_servers(conn))
+    except RouterUnreachable as exc:
+        log.info("router %s: test connection failed: %s", slug, exc)
+        raise RouterUnreachable(
+            f"could not reach {creds.host} on port {creds.port}; check the address, the port and that "
+            "the router's API service is enabled for the portal's address",
+            router_label=slug,
+        ) from exc
+    finally:
+        conn.close()
+
+
+def _refuse_internal_host(host: str, slug: str) -> None:
+    """Every address the host resolves to must be outside loopback, link-local and 'any'."""
+    refused = RouterAddressRefused(
+        f"{host} is this server or its link-local network; enter the router's public, VPN or LAN address",
+        router_label=slug,
+    )
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RouterUnreachable(f"cannot find the address {host}; check its spelling", router_label=slug) from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if address.is_loopback or address.is_link_local or address.is_unspecified:
+            raise refused
 
 
 def active_sessions(router: Router) -> list[hotspot.ActiveSession]:

@@ -170,21 +170,44 @@ def prepare_daraja_call(paybill: Paybill) -> DarajaCall:
     return call
 
 
+def token_share_key(owner_id: int | None, key_fingerprint: str | None, secret_encrypted: str) -> tuple[object, ...]:
+    """Paybills with equal keys share one Daraja token: the same owner, consumer key and secret.
+
+    The key alone is not proof: another owner (or a typo'd secret) with a copied consumer key must
+    never be handed a token fetched with someone else's secret.
+    """
+    return (owner_id, key_fingerprint, fingerprint(decrypt_secret(secret_encrypted)))
+
+
 class PaybillTokenStore:
     """The Daraja token for one paybill's consumer key, kept encrypted in the database.
 
     Daraja invalidates the previous token whenever a new one is issued for a consumer key, so
-    every process, and every paybill that uses the same Daraja app, shares one token: it is read
-    from any row with that key and saved to all of them. Its own short transactions, independent
+    every process, and every paybill of the same owner that uses the same Daraja app (key and
+    secret), shares one token: it is read from any such row and saved to all of them. Its own short transactions, independent
     of the caller's unit of work.
     """
 
     def __init__(self, paybill_id: int) -> None:
         self.paybill_id = paybill_id
 
-    def same_key(self) -> sa.ColumnElement[bool]:
-        key = sa.select(Paybill.consumer_key_fingerprint).where(Paybill.id == self.paybill_id).scalar_subquery()
-        return sa.or_(Paybill.id == self.paybill_id, Paybill.consumer_key_fingerprint == key)
+    def same_key(self, conn: sa.Connection | None = None) -> sa.ColumnElement[bool]:
+        """This paybill and those that may share its token (see ``token_share_key``), looked up
+        through ``conn`` when given (the store's own connection), else the caller's session."""
+        run = conn.execute if conn is not None else db.session.execute
+        mine = run(
+            sa.select(Paybill.owner_id, Paybill.consumer_key_fingerprint, Paybill.consumer_secret_encrypted)
+            .where(Paybill.id == self.paybill_id)
+        ).first()
+        if mine is None or mine[1] is None:
+            return Paybill.id == self.paybill_id
+        share_key = token_share_key(*mine)
+        candidates = run(
+            sa.select(Paybill.id, Paybill.owner_id, Paybill.consumer_key_fingerprint, Paybill.consumer_secret_encrypted)
+            .where(Paybill.consumer_key_fingerprint == mine[1], Paybill.owner_id.is_not_distinct_from(mine[0]))
+        ).all()
+        ids = {self.paybill_id} | {row[0] for row in candidates if token_share_key(*row[1:]) == share_key}
+        return Paybill.id.in_(sorted(ids))
 
     def load(self) -> CachedToken | None:
         """The shared token, remembered in this process for TOKEN_MEMORY_S (one query fewer per Daraja
@@ -208,7 +231,7 @@ class PaybillTokenStore:
         with db.engine.connect() as conn:
             row = conn.execute(
                 sa.select(Paybill.access_token_encrypted, Paybill.token_expires_at)
-                .where(self.same_key(), Paybill.access_token_encrypted.is_not(None))
+                .where(self.same_key(conn), Paybill.access_token_encrypted.is_not(None))
                 .order_by(Paybill.token_expires_at.desc())
                 .limit(1)
             ).first()
@@ -220,7 +243,7 @@ class PaybillTokenStore:
         with db.engine.begin() as conn:
             conn.execute(
                 sa.update(Paybill)
-                .where(self.same_key())
+                .where(self.same_key(conn))
                 .values(
                     access_token_encrypted=encrypt_secret(token.access_token),
                     token_expires_at=token.expires_at,

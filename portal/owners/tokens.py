@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from ..core.extensions import db
 from ..models import Paybill, utcnow
 from ..mpesa.errors import DarajaError
-from .paybills import PaybillTokenStore, prepare_daraja_call
+from .paybills import PaybillTokenStore, prepare_daraja_call, token_share_key
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,12 @@ def refresh_due_tokens(*, force: bool = False) -> list[RefreshResult]:
     paybills = db.session.scalars(sa.select(Paybill).where(Paybill.status == "active").order_by(Paybill.id)).all()
     results: list[RefreshResult] = []
     due: list[int] = []
-    keys_due: dict[str | None, int] = {}
+    keys_due: dict[object, int] = {}
     for paybill in paybills:
         if force or paybill.token_expires_at is None or paybill.token_expires_at <= due_before:
-            key = paybill.consumer_key_fingerprint or f"paybill-{paybill.id}"
+            key: object = f"paybill-{paybill.id}"
+            if paybill.consumer_key_fingerprint:
+                key = token_share_key(paybill.owner_id, paybill.consumer_key_fingerprint, paybill.consumer_secret_encrypted)
             if key in keys_due:  # one fetch per Daraja app: the token is shared
                 results.append(RefreshResult(paybill.id, _label(paybill), "refreshed", f"shares the token of id {keys_due[key]}"))
                 continue

@@ -1,19 +1,8 @@
-"""Who is calling: the caller's address behind our own proxies, and the optional allow list."""
+"""Who may call: the optional allow list (the caller's address comes from core.client_address)."""
 
 from __future__ import annotations
 
 import ipaddress
-
-from flask import Request
-
-
-def caller_address(request: Request, trusted_proxies: int) -> str | None:
-    """The client address. X-Forwarded-For is believed only for as many hops as our own proxies add."""
-    if trusted_proxies > 0:
-        forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
-        if len(forwarded) >= trusted_proxies:
-            return forwarded[-trusted_proxies]
-    return request.remote_addr
 
 
 def is_allowed_source(address: str | None, allow_list: str) -> bool:

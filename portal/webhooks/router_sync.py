@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..core.client_address import client_address
 from ..hotspot import pull_scripts, pull_sync
-from .auth import caller_address
 
 log = logging.getLogger(__name__)
 
@@ -68,4 +68,4 @@ def _error(status: int, message: str) -> Response:
 
 
 def _caller() -> str | None:
-    return caller_address(request, current_app.config["PORTAL_TRUSTED_PROXIES"])
+    return client_address()

@@ -11,10 +11,11 @@ import logging
 from flask import abort, current_app, jsonify, make_response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..core.client_address import client_address
 from ..money import webhook_log
 from ..owners.paybills import WebhookPaybill, webhook_paybill
 from . import bp
-from .auth import caller_address, is_allowed_source
+from .auth import is_allowed_source
 from .c2b_validation import validation_answer
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWe
     """Store the request raw (with a verdict when it is unacceptable) and say whose it is."""
     body, body_error = _read_body()
     paybill = webhook_paybill(token)
-    remote = caller_address(request, current_app.config["PORTAL_TRUSTED_PROXIES"])
+    remote = client_address()
     problem = body_error
     if problem is None and paybill is None:
         problem = "unknown path token"
