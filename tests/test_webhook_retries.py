@@ -16,6 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from portal.core.database import use_autocommit_in_this_thread
 from portal.core.extensions import db
 from portal.jobs import record_run
 from portal.models import Payment, WebhookLog, utcnow
@@ -145,6 +146,7 @@ def test_a_row_whose_processing_kills_the_process_is_counted_and_capped(app, sho
         raise ProcessKilled
 
     monkeypatch.setattr(webhook_log.settlement, "record_c2b_payment", dies)
+    use_autocommit_in_this_thread(False)  # the job's own transactions, so the death rolls back
     runs = 0
     while runs < 20:
         db.session.expire_all()
@@ -157,6 +159,8 @@ def test_a_row_whose_processing_kills_the_process_is_counted_and_capped(app, sho
         except ProcessKilled:
             db.session.rollback()  # what the dead process's connection does
 
+    use_autocommit_in_this_thread(True)
+    db.session.expire_all()
     entry = db.session.get(WebhookLog, stuck.id)
     assert entry.status == "failed" and entry.next_try_at is None, (runs, entry.status, entry.attempts)
     assert entry.attempts == webhook_log.MAX_ATTEMPTS and "gave up" in entry.error
