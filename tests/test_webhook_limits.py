@@ -6,9 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import requests
-import sqlalchemy as sa
 
-from portal.core.extensions import db
 from portal.jobs import record_run
 from portal.models import WebhookLog, utcnow
 from portal.money import webhook_log
