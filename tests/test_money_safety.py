@@ -238,9 +238,12 @@ def test_webhook_that_hit_a_database_error_is_reprocessed(app, shop, customer, d
     assert entry.status == "failed" and "locked" in entry.error
     assert _payment(purchase).status == "pending"
 
+    assert entry.next_try_at is not None  # the retry waits a little; here its time has come
+    db.session.execute(sa.update(WebhookLog).where(WebhookLog.id == entry.id).values(next_try_at=utcnow()))
+    db.session.commit()
     counts = webhook_log.reprocess_failed(older_than=timedelta(0))
 
-    assert counts == {"retried": 1, "processed": 1, "still_failed": 0}
+    assert counts == {"retried": 1, "processed": 1, "still_failed": 0, "gave_up": 0}
     db.session.expire_all()
     assert db.session.get(WebhookLog, entry.id).status == "processed"
     assert customer.wait_for(purchase, ("active",))["status"] == "active"

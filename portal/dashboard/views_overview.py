@@ -15,7 +15,7 @@ from .access import signed_in_user
 
 @bp.context_processor
 def _problems_badge() -> dict[str, Any]:
-    # The nav badge on every dashboard page; four indexed counts.
+    # The nav badge on every dashboard page; a few indexed counts.
     if not current_user.is_authenticated:
         return {}
     return {"problems_count": problems.problems_count(signed_in_user())}

@@ -2,8 +2,8 @@
 
 The kinds of problem: activations the router has not taken (failed, or overdue), payments nobody
 could match (C2B with an unknown account number, or a second payment), STK initiations still
-waiting for an answer, underpaid payments, rejected payment notices, and pull routers that have
-stopped syncing.
+waiting for an answer, underpaid payments, rejected payment notices, payment notices we gave up
+recording, and pull routers that have stopped syncing.
 
 Every action is exactly-once: it starts with a conditional UPDATE on the row it resolves (its
 "gate"), so a double-clicked button, two tabs or two owners race for one row and the loser sees
@@ -28,7 +28,7 @@ from ..hotspot.vouchers import awaiting_payment, is_awaiting_payment, new_vouche
 from ..models import Activation, Payment, Plan, Router, StkInitiation, User, Voucher, WebhookLog, utcnow
 from ..owners import audit
 from ..owners.scope import NotFound, owned, via_paybill, via_router
-from . import reconciliation, settlement
+from . import reconciliation, settlement, webhook_log
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,13 @@ class Problems:
     underpaid_payments: list[Payment]
     rejected_payment_notices: list[WebhookLog]
     silent_pull_routers: list[Router] = field(default_factory=list)  # pull routers not syncing for 10 minutes
+    given_up_payment_notices: list[WebhookLog] = field(default_factory=list)  # failed every retry
 
     @property
     def total(self) -> int:
         return sum(map(len, (self.failed_activations, self.unmatched_payments, self.stuck_initiations,
-                             self.underpaid_payments, self.rejected_payment_notices, self.silent_pull_routers)))
+                             self.underpaid_payments, self.rejected_payment_notices, self.silent_pull_routers,
+                             self.given_up_payment_notices)))
 
 
 def _activation_problem(user: User, now: datetime) -> sa.ColumnElement[bool]:
@@ -101,18 +103,36 @@ def _stuck_initiation(user: User, now: datetime) -> sa.ColumnElement[bool]:
 REJECTED_NOTICE_WINDOW = timedelta(days=7)
 
 
-def _rejected_payment_notice(user: User, now: datetime) -> sa.ColumnElement[bool]:
-    """A "paid" callback or a C2B confirmation that failed a check (path, address, paybill,
-    shortcode): never activated, so the owner must see it (a spoof, or a misconfiguration)."""
-    claims_money = sa.or_(
+def _claims_money() -> sa.ColumnElement[bool]:
+    return sa.or_(
         sa.and_(WebhookLog.kind == "stk_callback", WebhookLog.result_code == "0"),
         WebhookLog.kind == "c2b_confirmation",
     )
+
+
+def _rejected_payment_notice(user: User, now: datetime) -> sa.ColumnElement[bool]:
+    """A "paid" callback or a C2B confirmation that failed a check (path, address, paybill,
+    shortcode): never activated, so the owner must see it (a spoof, or a misconfiguration)."""
     return sa.and_(
         via_paybill(WebhookLog.paybill_id, user),
         WebhookLog.status == "rejected",
-        claims_money,
+        _claims_money(),
         WebhookLog.received_at > now - REJECTED_NOTICE_WINDOW,
+    )
+
+
+GIVEN_UP_NOTICE_WINDOW = timedelta(days=30)
+
+
+def _given_up_payment_notice(user: User, now: datetime) -> sa.ColumnElement[bool]:
+    """A "paid" callback or a C2B confirmation whose recording failed every attempt: the money
+    may be real and is not recorded, so the owner must see it. (The status index finds them.)"""
+    return sa.and_(
+        via_paybill(WebhookLog.paybill_id, user),
+        WebhookLog.status == "failed",
+        WebhookLog.attempts >= webhook_log.MAX_ATTEMPTS,
+        _claims_money(),
+        WebhookLog.received_at > now - GIVEN_UP_NOTICE_WINDOW,
     )
 
 
@@ -139,11 +159,15 @@ def list_problems(user: User, *, now: datetime | None = None) -> Problems:
             .limit(LIST_LIMIT)
         )),
         silent_pull_routers=pull_sync.silent_pull_routers(user, now, limit=LIST_LIMIT),
+        given_up_payment_notices=list(db.session.scalars(
+            sa.select(WebhookLog).where(_given_up_payment_notice(user, now)).order_by(WebhookLog.received_at.desc())
+            .limit(LIST_LIMIT)
+        )),
     )
 
 
 def problems_count(user: User, *, now: datetime | None = None) -> int:
-    """How many rows need the owner (the menu badge). Four small indexed counts."""
+    """How many rows need the owner (the menu badge). A few small indexed counts."""
     now = now or utcnow()
     count = 0
     for model, clause in (
@@ -152,6 +176,7 @@ def problems_count(user: User, *, now: datetime | None = None) -> int:
         (StkInitiation, _stuck_initiation(user, now)),
         (Payment, _payment_problem(user, "underpaid")),
         (WebhookLog, _rejected_payment_notice(user, now)),
+        (WebhookLog, _given_up_payment_notice(user, now)),
     ):
         count += db.session.scalar(sa.select(sa.func.count()).select_from(model).where(clause)) or 0
     return count + pull_sync.count_silent_pull_routers(user, now)

@@ -2,19 +2,27 @@
 
 A row is committed before any parsing, so nothing Daraja sent is ever lost. Processing runs in
 its own transaction; if it fails (a locked or unreachable database, a bug) the row stays
-``failed`` with the error and ``reprocess_failed`` tries it again later. A body no parser can read
+``failed`` with the error and ``reprocess_failed`` tries it again later, with a growing wait, at most
+``MAX_ATTEMPTS`` times in all: a row that keeps failing gives way to newer ones and then gives up,
+and a given-up payment notice goes on the owner's Problems page. A body no parser can read
 (nested past the recursion limit, not JSON) is ``rejected`` at once, kept raw, and answered like any other.
+
+Requests to a path token no paybill has are kept only as a sample (``UNKNOWN_TOKEN_ROWS_PER_MINUTE``
+per process) and only for ``UNKNOWN_TOKEN_RETENTION``: a guesser must not be able to fill the disk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..core.extensions import db
 from ..models import Paybill, WebhookLog, utcnow
@@ -25,6 +33,17 @@ log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=90)
 MAX_STORED_BODY = 64 * 1024
+
+# Processing attempts per row, the one inside the request included. Each is counted before it
+# starts, so a process that dies half-way (and leaves the row "received") has still used one.
+MAX_ATTEMPTS = 6
+# The wait after attempt n (1-based) before the next: a locked database clears in seconds, a bug
+# needs a deploy. After the last attempt there is no next one.
+RETRY_DELAYS = (timedelta(seconds=10), timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15),
+                timedelta(minutes=60))  # MAX_ATTEMPTS - 1 of them
+
+UNKNOWN_TOKEN_ROWS_PER_MINUTE = 60
+UNKNOWN_TOKEN_RETENTION = timedelta(hours=24)
 
 
 def load_json(text: str) -> Any:
@@ -86,6 +105,8 @@ def store_raw(
     if rejected_because:
         values.update(status="rejected", error=storable(rejected_because, 500), processed_at=utcnow(),
                       result_code=claimed_result_code(payload))  # so a rejected "success" stands out
+    else:
+        values["attempts"] = 1  # the processing this request does next, counted in the same insert
     return StoredWebhook(_insert_committed(values), kind, paybill_id, payload)
 
 
@@ -174,13 +195,13 @@ def process_stk_callback(stored: StoredWebhook) -> settlement.RecordOutcome:
     except PayloadError as exc:
         mark(stored.id, "rejected", f"malformed: {exc}")
         return settlement.RecordOutcome("rejected", str(exc))
-    _note_keys(
-        stored.id,
+    keys = dict(
         checkout_request_id=storable(parsed.checkout_request_id, 64),
         result_code=storable(str(parsed.result_code), 32),
         trans_id=settlement.clean_receipt(parsed.metadata.get("MpesaReceiptNumber")),
     )
-    return _record(stored.id, lambda: settlement.record_stk_result(
+    _note_keys(stored.id, **keys)
+    return _record(stored.id, keys, lambda: settlement.record_stk_result(
         parsed.checkout_request_id,
         parsed.result_code,
         parsed.result_desc,
@@ -215,8 +236,9 @@ def process_c2b_confirmation(stored: StoredWebhook, paybill: Paybill | WebhookPa
     except PayloadError as exc:
         mark(entry_id, "rejected", f"malformed: {exc}")
         return settlement.RecordOutcome("rejected", str(exc))
-    _note_keys(entry_id, trans_id=storable(trans_id, 32), bill_ref_number=storable(bill_ref or "", 40) or None)
-    return _record(entry_id, lambda: settlement.record_c2b_payment(
+    keys = dict(trans_id=storable(trans_id, 32), bill_ref_number=storable(bill_ref or "", 40) or None)
+    _note_keys(entry_id, **keys)
+    return _record(entry_id, keys, lambda: settlement.record_c2b_payment(
         trans_id=trans_id, amount=amount, bill_ref=bill_ref, paybill=paybill, shortcode=str(shortcode)
     ))
 
@@ -232,13 +254,13 @@ _STATUS_FOR_ACTION = {
 }
 
 
-def _record(entry_id: int, record: Any) -> settlement.RecordOutcome:
+def _record(entry_id: int, keys: dict[str, str | None], record: Any) -> settlement.RecordOutcome:
     try:
         outcome = record()
     except Exception as exc:  # keep it for the reprocessing job; Daraja still gets its answer
         db.session.rollback()
         log.exception("webhook %s processing failed", entry_id)
-        _mark_failed(entry_id, f"{type(exc).__name__}: {exc}")
+        _mark_failed(entry_id, f"{type(exc).__name__}: {exc}", keys)
         return settlement.RecordOutcome("failed_processing", str(exc))
     if outcome.action in ("paid", "underpaid") and not outcome.detail:
         return outcome  # already committed as processed, with the payment
@@ -247,12 +269,25 @@ def _record(entry_id: int, record: Any) -> settlement.RecordOutcome:
     return outcome
 
 
-def _mark_failed(entry_id: int, error: str) -> None:
+def _mark_failed(entry_id: int, error: str, keys: dict[str, str | None]) -> None:
+    """Failed, with its key fields (the rollback took them) and the time of its next attempt.
+
+    The attempt was counted before it started (in the insert, or by ``reprocess_failed``); the
+    wait follows from that count, and after the last attempt there is none: the row has given up.
+    """
+    now = utcnow()
+    next_try = sa.case(
+        *((WebhookLog.attempts == n, sa.literal(now + wait, WebhookLog.next_try_at.type))
+          for n, wait in enumerate(RETRY_DELAYS, start=1)),
+        else_=sa.null(),
+    )
+    given_up = f"gave up after {MAX_ATTEMPTS} attempts; last: {error}"
+    error_text = sa.case((WebhookLog.attempts >= MAX_ATTEMPTS, storable(given_up, 500)), else_=storable(error, 500))
     try:
         db.session.execute(
             sa.update(WebhookLog)
             .where(WebhookLog.id == entry_id)
-            .values(status="failed", error=error[:500], attempts=WebhookLog.attempts + 1)
+            .values(status="failed", error=error_text, next_try_at=next_try, **keys)
         )
         db.session.commit()
     except Exception:
@@ -279,35 +314,113 @@ def _as_stored(entry: WebhookLog) -> StoredWebhook:
 
 
 def reprocess_failed(limit: int = 100, *, older_than: timedelta = timedelta(seconds=10)) -> dict[str, int]:
-    """Retry webhooks whose processing failed (or never finished). Safe to run twice at once:
-    recording is idempotent, so a row processed by two workers still records its money once."""
-    cutoff = utcnow() - older_than
-    entries = db.session.scalars(
-        sa.select(WebhookLog)
-        .where(WebhookLog.status.in_(("failed", "received")), WebhookLog.received_at < cutoff)
-        .order_by(WebhookLog.id)
-        .limit(limit)
-    ).all()
-    counts = {"retried": 0, "processed": 0, "still_failed": 0}
-    for entry in entries:
+    """Retry webhooks whose processing failed (or never finished) and whose next try is due.
+
+    Fewest attempts first, so a row that keeps failing never holds back a newer one; each attempt
+    is counted (and the next one scheduled) before it starts, so a row whose processing kills the
+    process is capped too. A row out of attempts stays ``failed`` for good. Safe to run twice at
+    once: a row goes to the worker whose count moved it on, and recording is idempotent anyway.
+    """
+    now = utcnow()
+    due = sa.and_(
+        WebhookLog.status.in_(("failed", "received")),  # the status index narrows to these
+        WebhookLog.received_at < now - older_than,  # not one still being processed by its request
+        sa.or_(WebhookLog.next_try_at.is_(None), WebhookLog.next_try_at <= now),
+        sa.or_(WebhookLog.attempts < MAX_ATTEMPTS, WebhookLog.status == "received"),
+    )
+    entries = [
+        (_as_stored(entry), entry.attempts)
+        for entry in db.session.scalars(
+            sa.select(WebhookLog).where(due).order_by(WebhookLog.attempts, WebhookLog.id).limit(limit)
+        )
+    ]
+    db.session.commit()
+    counts = {"retried": 0, "processed": 0, "still_failed": 0, "gave_up": 0}
+    for stored, attempts in entries:
+        if attempts >= MAX_ATTEMPTS:  # its last attempt never finished
+            _give_up(stored.id, attempts)
+            counts["gave_up"] += 1
+            continue
+        if not _count_attempt(stored.id, attempts, now):
+            continue  # another worker has it
         counts["retried"] += 1
-        outcome = _reprocess_one(entry)
-        counts["still_failed" if outcome.action == "failed_processing" else "processed"] += 1
+        outcome = _reprocess_one(stored)
+        if outcome.action != "failed_processing":
+            counts["processed"] += 1
+        elif attempts + 1 >= MAX_ATTEMPTS:
+            counts["gave_up"] += 1
+        else:
+            counts["still_failed"] += 1
     return counts
 
 
-def _reprocess_one(entry: WebhookLog) -> settlement.RecordOutcome:
+def _count_attempt(entry_id: int, attempts: int, now: Any) -> bool:
+    """Count the coming attempt and book the next one, committed before processing starts."""
+    wait = RETRY_DELAYS[attempts] if attempts < len(RETRY_DELAYS) else None  # after attempt attempts + 1
+    claimed = db.session.execute(
+        sa.update(WebhookLog)
+        .where(WebhookLog.id == entry_id, WebhookLog.attempts == attempts,
+               WebhookLog.status.in_(("failed", "received")))
+        .values(attempts=attempts + 1, next_try_at=now + wait if wait else None)
+    ).rowcount
+    db.session.commit()
+    return claimed == 1
+
+
+def _give_up(entry_id: int, attempts: int) -> None:
+    db.session.execute(
+        sa.update(WebhookLog)
+        .where(WebhookLog.id == entry_id, WebhookLog.status == "received")
+        .values(status="failed", next_try_at=None, processed_at=utcnow(),
+                error=f"gave up after {attempts} attempts: processing never finished")
+    )
+    db.session.commit()
+
+
+def _reprocess_one(entry: StoredWebhook) -> settlement.RecordOutcome:
     if entry.kind == "stk_callback":
-        return process_stk_callback(_as_stored(entry))
+        return process_stk_callback(entry)
     if entry.kind == "c2b_confirmation" and entry.paybill_id:
         paybill = db.session.get(Paybill, entry.paybill_id)
-        return process_c2b_confirmation(_as_stored(entry), paybill)
+        return process_c2b_confirmation(entry, paybill)
     mark(entry.id, "ignored", "nothing to reprocess")
     return settlement.RecordOutcome("ignored")
 
 
 def purge_old(now: Any = None) -> int:
-    cutoff = (now or utcnow()) - RETENTION
-    deleted = db.session.execute(sa.delete(WebhookLog).where(WebhookLog.received_at < cutoff)).rowcount
+    """Delete rows past RETENTION, and rows for unknown path tokens (no paybill) past a day."""
+    now = now or utcnow()
+    deleted = db.session.execute(sa.delete(WebhookLog).where(WebhookLog.received_at < now - RETENTION)).rowcount
+    deleted += db.session.execute(
+        sa.delete(WebhookLog).where(WebhookLog.paybill_id.is_(None),  # the (paybill_id, received_at) index
+                                    WebhookLog.received_at < now - UNKNOWN_TOKEN_RETENTION)
+    ).rowcount
     db.session.commit()
     return deleted
+
+
+class MinuteQuota:
+    """At most ``per_minute`` yeses per clock minute, counted in this process: no database work."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._minute = -1
+        self._used = 0
+
+    def take(self) -> bool:
+        minute = int(time.time() // 60)
+        with self._lock:
+            if minute != self._minute:
+                self._minute, self._used = minute, 0
+            if self._used >= self.per_minute:
+                return False
+            self._used += 1
+            return True
+
+
+def keep_unknown_token_row() -> bool:
+    """Whether to store this request to an unknown path token: a sample of a few a minute per app."""
+    quota = current_app.extensions.setdefault("webhook_unknown_token_quota",
+                                              MinuteQuota(UNKNOWN_TOKEN_ROWS_PER_MINUTE))
+    return quota.take()

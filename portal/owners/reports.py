@@ -302,6 +302,7 @@ JOB_COUNT_WORDS: dict[str, str] = {
     "errors": "{} could not be asked", "routers": "{} routers checked", "expired": "{} used up",
     "unreachable": "{} routers not answering", "started": "{} cash vouchers started",
     "retried": "{} webhooks retried", "processed": "{} processed", "still_failed": "{} still failing",
+    "gave_up": "{} given up (see Problems)",
 }
 JOB_TOTAL_WORDS: dict[str, str] = {
     "expire_initiations": "{} unanswered payment requests expired",

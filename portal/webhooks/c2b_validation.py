@@ -18,8 +18,8 @@ ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
 REJECT_AMOUNT = {"ResultCode": "C2B00013", "ResultDesc": "Rejected"}
 
 
-def validation_answer(stored: webhook_log.StoredWebhook, paybill: WebhookPaybill | None) -> dict[str, Any]:
-    if paybill is None:
+def validation_answer(stored: webhook_log.StoredWebhook | None, paybill: WebhookPaybill | None) -> dict[str, Any]:
+    if stored is None or paybill is None:
         return ACCEPT  # rejected already in the log; Daraja's default action decides
     entry_id = stored.id
     try:

@@ -30,8 +30,10 @@ def _read_body() -> tuple[bytes, str | None]:
         return f"[body of {request.content_length} bytes refused: over 64 KB]".encode(), "body over 64 KB"
 
 
-def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWebhook, WebhookPaybill | None]:
-    """Store the request raw (with a verdict when it is unacceptable) and say whose it is."""
+def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWebhook | None, WebhookPaybill | None]:
+    """Store the request raw (with a verdict when it is unacceptable) and say whose it is.
+
+    A request to an unknown path token is stored only as a sample (None when it is not)."""
     body, body_error = _read_body()
     paybill = webhook_paybill(token)
     remote = client_address()
@@ -40,11 +42,14 @@ def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWe
         problem = "unknown path token"
     if problem is None and not is_allowed_source(remote, current_app.config["PORTAL_CALLBACK_ALLOWED_IPS"]):
         problem = f"source address {remote} is not in the allow list"
-    stored = webhook_log.store_raw(
-        kind, body, remote_addr=remote, paybill_id=paybill.id if paybill else None, rejected_because=problem
-    )
+    stored = None
+    if paybill is not None or webhook_log.keep_unknown_token_row():
+        stored = webhook_log.store_raw(
+            kind, body, remote_addr=remote, paybill_id=paybill.id if paybill else None, rejected_because=problem
+        )
     if problem:
-        log.warning("webhook %s rejected id=%s: %s", kind, stored.id, problem)
+        kept = f"id={stored.id}" if stored else "not stored (over this minute's unknown-token sample)"
+        log.warning("webhook %s rejected %s: %s", kind, kept, problem)
         if body_error:
             abort(make_response(jsonify({"ResultCode": 1, "ResultDesc": "Rejected: body over 64 KB"}), 413))
         return stored, None
@@ -54,7 +59,7 @@ def _store_and_authenticate(kind: str, token: str) -> tuple[webhook_log.StoredWe
 @bp.post("/<token>/stk")
 def stk_callback(token: str):  # type: ignore[no-untyped-def]
     stored, paybill = _store_and_authenticate("stk_callback", token)
-    if paybill is not None:
+    if stored is not None and paybill is not None:
         webhook_log.process_stk_callback(stored)
     return jsonify(ACCEPTED)
 
@@ -62,7 +67,7 @@ def stk_callback(token: str):  # type: ignore[no-untyped-def]
 @bp.post("/<token>/c2b/confirm")
 def c2b_confirmation(token: str):  # type: ignore[no-untyped-def]
     stored, paybill = _store_and_authenticate("c2b_confirmation", token)
-    if paybill is not None:
+    if stored is not None and paybill is not None:
         webhook_log.process_c2b_confirmation(stored, paybill)
     return jsonify({"ResultCode": 0, "ResultDesc": "Success"})
 
