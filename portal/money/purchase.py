@@ -12,6 +12,7 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from ..core.database import storable
 from ..core.extensions import db
 from ..hotspot.login_context import HotspotContext
 from ..hotspot.vouchers import new_voucher_code
@@ -163,7 +164,7 @@ def _send_push(paybill: Paybill, payment: Payment, initiation: StkInitiation) ->
 def _mark_push_refused(payment: Payment, initiation: StkInitiation, exc: DarajaError) -> None:
     initiation.status = "failed"
     initiation.result_code = (exc.error_code or type(exc).__name__)[:32]
-    initiation.result_desc = (exc.error_message or str(exc))[:300]
+    initiation.result_desc = storable(exc.error_message or str(exc), 300)
     initiation.completed_at = utcnow()
     payment.status = "failed"
     payment.result_code = initiation.result_code
