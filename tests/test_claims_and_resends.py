@@ -4,16 +4,27 @@ provider text stored clean. On SQLite, and on PostgreSQL when TEST_DATABASE_URL 
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from portal.core.extensions import db
-from portal.models import StkInitiation
-from portal.money import settlement
+from portal.hotspot.login_context import HotspotContext
+from portal.models import Payment, StkInitiation, Voucher, utcnow
+from portal.money import recovery, settlement
 
-from .test_money_holes import SILENT_PHONE, _buy_at
-from .test_purchase_flow import _initiation
+from .conftest import SANDBOX_PASSKEY, wait_until
+from .test_money_holes import (
+    SILENT_PHONE,
+    _buy_at,
+    _by_receipt,
+    _owner_with_paybill,
+    two_workers,  # noqa: F401 (a fixture)
+)
+from .test_purchase_flow import _count, _initiation
 
 
 @pytest.fixture
@@ -33,8 +44,8 @@ def _initiation_row(initiation_id: int) -> StkInitiation:
 
 def test_a_query_failure_with_a_nul_or_a_huge_result_desc_is_recorded_failed(app: Any, shop: Any, customer: Any) -> None:
     first = _initiation(_buy_at(customer, shop, SILENT_PHONE))
-    second = _initiation(_buy_at(customer, shop, "0700 099 998"))
-    third = _initiation(_buy_at(customer, shop, "0700 099 997"))
+    second = _initiation(_buy_at(customer, shop, SILENT_PHONE))
+    third = _initiation(_buy_at(customer, shop, SILENT_PHONE))
 
     batch = settlement.record_stk_query_answers([
         (first.checkout_request_id, "1032", "Request cancelled\x00 by user"),
@@ -47,3 +58,71 @@ def test_a_query_failure_with_a_nul_or_a_huge_result_desc_is_recorded_failed(app
     assert nul.status == "failed" and nul.result_desc == "Request cancelled\ufffd by user"
     assert huge.status == "failed" and huge.result_desc == "D" * 300
     assert code.status == "failed" and "\x00" not in code.result_code + code.result_desc
+
+
+# ---------------------------------------------------------------------------------------------
+# Task 1: which unmatched payments a customer may claim by receipt, and for how long
+
+
+def _stray(daraja: Any, number: str, receipt: str, amount: int = 10) -> Payment:
+    daraja.simulate_c2b(number, amount, "", trans_id=receipt)  # no account number: unmatched
+    money = wait_until(lambda: _by_receipt(receipt), timeout=10)
+    assert money is not None and money.status == "unmatched"
+    return money
+
+
+@pytest.mark.usefixtures("two_workers")  # two real `flask worker` processes put the claim online
+def test_a_receipt_is_claimable_only_at_a_router_selling_through_the_paybill_it_was_paid_into(
+    app, make_owner, make_paybill, make_router, make_plan, daraja, router_box, caplog
+):
+    from portal.owners.paybills import register_c2b_urls
+
+    daraja.add_shortcode("174381", SANDBOX_PASSKEY)
+    register_c2b_urls(make_paybill(None, number="174381"))  # the platform's paybill
+    own = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174379")
+    other = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, "174380")
+    on_platform = _owner_with_paybill(make_owner, make_paybill, make_router, make_plan, daraja, None)
+    others_money = _stray(daraja, "174380", "OTHERB0001")
+    platform_money = _stray(daraja, "174381", "PLATF00003")
+    nowhere = HotspotContext.from_json(None)
+    caplog.set_level(logging.INFO, logger="portal.money.recovery")
+
+    refused = [recovery.recover_by_receipt(own.router, receipt, nowhere).outcome
+               for receipt in ("OTHERB0001", "PLATF00003")]
+    claimed = recovery.recover_by_receipt(on_platform.router, "PLATF00003", nowhere)
+
+    assert refused == ["not_found", "not_found"]
+    assert "another owner" in caplog.text and "sells through their own" in caplog.text
+    assert claimed.outcome == "claimed"
+    paid = _by_receipt("PLATF00003")
+    assert paid.status == "paid" and paid.owner_id == on_platform.owner.id and paid.id == platform_money.id
+    assert wait_until(lambda: paid.voucher.code in router_box.users, timeout=20)
+    assert list(router_box.users) == [paid.voucher.code]
+    still = _by_receipt("OTHERB0001")
+    assert (still.status, still.owner_id, still.voucher_id) == ("unmatched", other.owner.id, None)
+    assert others_money.id == still.id
+
+
+@pytest.mark.parametrize("days", [8, 6])
+def test_a_receipt_is_claimable_for_seven_days_after_it_was_paid(days, app, shop, customer, daraja, router_box, worker,
+                                                                 caplog):
+    from .test_captive_pages import HOTSPOT, _location, _post_form, _text
+    from .wording import TEXT
+
+    caplog.set_level(logging.INFO, logger="portal.money.recovery")
+    money = _stray(daraja, "174379", "AGED000001")
+    long_ago = utcnow() - timedelta(days=days)
+    db.session.execute(sa.update(Payment).where(Payment.id == money.id).values(paid_at=long_ago, created_at=long_ago))
+    db.session.commit()
+    page = customer.open_plans(shop.router.slug, **HOTSPOT)
+
+    answer = _post_form(customer, f"/r/{shop.router.slug}/receipt", page, receipt="AGED000001")
+
+    if days > app.config["PORTAL_RECEIPT_CLAIM_DAYS"]:
+        assert answer.status_code == 404 and TEXT["en"]["err_receipt_not_found"] in _text(answer.text)
+        assert "more than 7 days ago" in caplog.text
+        assert _by_receipt("AGED000001").status == "unmatched" and _count(Voucher) == 0
+    else:
+        body = customer.wait_for(_location(answer, customer), ("active",), timeout=20)
+        assert body["status"] == "active" and list(router_box.users) == [body["voucher"]]
+        assert _by_receipt("AGED000001").status == "paid"

@@ -47,6 +47,8 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "PORTAL_DARAJA_BREAKER_FAILURES": _int(env, "PORTAL_DARAJA_BREAKER_FAILURES", 5),
         "PORTAL_DARAJA_BREAKER_COOL_OFF_S": _float(env, "PORTAL_DARAJA_BREAKER_COOL_OFF_S", 30.0),
         "PORTAL_RECONCILE_AFTER_S": _int(env, "PORTAL_RECONCILE_AFTER_S", 30),
+        # How many days after it was paid an unmatched payment can still be claimed by its receipt.
+        "PORTAL_RECEIPT_CLAIM_DAYS": _int(env, "PORTAL_RECEIPT_CLAIM_DAYS", 7),
         # Run every scheduled job this often instead of its own interval (tests and demos).
         "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),
         # Customer rate limits (pushes per phone/device, code guesses); off only for load tests.
