@@ -126,3 +126,56 @@ def test_a_receipt_is_claimable_for_seven_days_after_it_was_paid(days, app, shop
         body = customer.wait_for(_location(answer, customer), ("active",), timeout=20)
         assert body["status"] == "active" and list(router_box.users) == [body["voucher"]]
         assert _by_receipt("AGED000001").status == "paid"
+
+
+# ---------------------------------------------------------------------------------------------
+# Task 3: "send again" never pushes while the last prompt may still be on the phone
+
+
+def _fail_as_cancelled(purchase_url: str) -> None:
+    initiation = _initiation(purchase_url)
+    db.session.execute(sa.update(StkInitiation).where(StkInitiation.id == initiation.id)
+                       .values(status="failed", result_code="1032", result_desc="Request cancelled by user"))
+    db.session.execute(sa.update(Payment).where(Payment.id == initiation.payment_id)
+                       .values(status="failed", result_code="1032"))
+    db.session.commit()
+
+
+def test_two_quick_send_agains_make_one_stk_push(app, shop, customer, daraja):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .test_captive_pages import _location, _page, _post_form
+
+    failed = _buy_at(customer, shop, SILENT_PHONE)
+    _fail_as_cancelled(failed)  # the customer cancelled; the next prompt will stay unanswered
+    pages = [_page(customer, failed) for _ in range(3)]  # three loads: three form keys
+
+    with ThreadPoolExecutor(2) as pool:
+        taps = list(pool.map(lambda page: _post_form(customer, f"{failed}/retry", page), pages[:2]))
+    late = _post_form(customer, f"{failed}/retry", pages[2])
+
+    assert len(daraja.pushes) == 2  # the first purchase's, and one "send again"
+    again = {_location(answer, customer) for answer in (*taps, late)}
+    assert len(again) == 1 and failed not in again  # every tap shows the one prompt that went out
+    assert _count(Payment) == 2
+
+
+@pytest.mark.parametrize("lang", ["en", "sw"])
+def test_send_again_while_the_prompt_is_still_open_says_so_and_pushes_nothing(lang, app, shop, customer, daraja):
+    from .test_captive_pages import _page, _post_form, _text
+    from .test_money_safety import _age_initiation
+    from .wording import TEXT
+
+    waiting = _buy_at(customer, shop, SILENT_PHONE)
+    _age_initiation(waiting, 35)  # "No prompt on your phone?" shows after 30 s; Daraja's lasts about 60
+    assert 'id="retry-wait"' in _page(customer, waiting, lang=lang).text  # "You can send it again in …"
+    page = customer.open_plans(shop.router.slug)  # the wait page offers no button yet: a page with a CSRF token
+
+    answer = _post_form(customer, f"{waiting}/retry?lang={lang}", page, purchase_key="a-stale-tab-00000001")
+
+    assert answer.status_code == 409
+    assert TEXT[lang]["prompt_open"].split("{")[0] in _text(answer.text)
+    assert len(daraja.pushes) == 1 and _count(Payment) == 1
+    _age_initiation(waiting, 61)  # the prompt has gone from the phone: now a new one may go
+    assert _post_form(customer, f"{waiting}/retry", _page(customer, waiting)).status_code == 303  # a button now
+    assert len(daraja.pushes) == 2

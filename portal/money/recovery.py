@@ -211,11 +211,16 @@ def _keep_login_context(payment: Payment, hotspot: HotspotContext) -> None:
         db.session.commit()
 
 
-def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
+def purchase_again(payment: Payment) -> Payment:
     """Send the prompt again after a failure or timeout: a new purchase for the same plan, phone
-    and router, through ``purchase.start_purchase`` (so it is idempotent per form, commits before
-    pushing, and never re-sends a push whose outcome is unknown). The failed purchase stays on
-    record as it was; a late success on it is still honoured by settlement.
+    and router, through ``purchase.start_purchase`` (commits before pushing, and never re-sends a
+    push whose outcome is unknown). The failed purchase stays on record as it was; a late success
+    on it is still honoured by settlement.
+
+    At most one push per phone follows each prompt. While the last prompt to this phone is still
+    open, a tap finds the purchase that sent it when that is this same plan at this router (a
+    second tap), else raises ``purchase.PromptStillOpen``. The new purchase's idempotency key
+    names the prompt it follows, so two taps at once (even from two page loads) get one purchase.
 
     Raises ``purchase.PurchaseError`` when the plan is no longer sold there.
     """
@@ -223,5 +228,19 @@ def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
     plan = catalogue.plan_for_router(router, voucher.plan_id) if voucher and router else None
     if plan is None or router is None or not payment.phone:
         raise purchase.PurchaseError("plan_gone")
+    latest = purchase.latest_prompt_to(payment.phone)
+    wait_s = purchase.prompt_open_s(latest)
+    if wait_s and latest is not None:
+        if _is_a_resend_of(latest.payment, payment):
+            return latest.payment  # a second tap: the prompt it asks for is already out, show that one
+        log.info("send again refused: prompt still open voucher=%s", latest.account_reference)
+        raise purchase.PromptStillOpen(wait_s)
     hotspot = HotspotContext.from_json(payment.hotspot_json)
-    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=idempotency_key)
+    key = f"again:{payment.phone}:{latest.id if latest else 0}"
+    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=key)
+
+
+def _is_a_resend_of(candidate: Payment | None, payment: Payment) -> bool:
+    if candidate is None or candidate.id == payment.id or candidate.voucher is None or payment.voucher is None:
+        return False
+    return candidate.router_id == payment.router_id and candidate.voucher.plan_id == payment.voucher.plan_id
