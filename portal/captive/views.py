@@ -198,9 +198,11 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
     ctx = HotspotContext.from_json(payment.hotspot_json)
     try:
         record_attempt(push_checks(payment.phone, ctx, client_address()), token=form.purchase_key.data or None)
-        again = recovery.purchase_again(payment, idempotency_key=form.purchase_key.data or None)
+        again = recovery.purchase_again(payment)
     except RateLimited as exc:
         return _render_wait(payment, notice=limited_message(exc), status_code=429)
+    except purchase.PromptStillOpen as exc:
+        return _render_wait(payment, notice=say(exc.reason, wait=describe_wait(exc.seconds_left)), status_code=409)
     except purchase.PurchaseError as exc:
         return _render_wait(payment, notice=say(exc.reason), status_code=503)
     return redirect(url_for("captive.wait", purchase_id=again.public_id), code=303)
@@ -281,7 +283,10 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
     retry_form = retry_wait = None
     if _may_send_again(payment, status, prompt):
         retry_form = RetryForm(formdata=None, purchase_key=secrets.token_urlsafe(24))
-        retry_wait = seconds_until_allowed(push_checks(payment.phone or "", ctx, client_address()))
+        retry_wait = max(
+            seconds_until_allowed(push_checks(payment.phone or "", ctx, client_address())),
+            purchase.prompt_open_s(purchase.latest_prompt_to(payment.phone or "")),
+        )
     page = render_template(
         "captive/wait.html",
         payment=payment,

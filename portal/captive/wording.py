@@ -59,6 +59,10 @@ WORDS: dict[str, str] = {
     # a purchase that cannot start (PurchaseError.reason)
     "no_paybill": N_("This hotspot cannot take M-Pesa payments right now. Please ask the owner."),
     "plan_gone": N_("This package is no longer on sale here. Please choose another one."),
+    "prompt_open": N_(
+        "Your last M-Pesa prompt may still be open on your phone: enter your PIN there. "
+        "If it has gone, wait {wait}, then send it again."
+    ),
     # rate limits (rl_ + RateLimited.limit.name)
     "rl_phone_minute": N_("M-Pesa allows one payment prompt per phone each minute. Wait {wait}, then try again."),
     "rl_phone_hour": N_("Too many payment prompts for this number. Wait {wait}, then try again."),

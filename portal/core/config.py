@@ -51,6 +51,8 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         # until Daraja answers or PORTAL_LATE_QUERY_GIVE_UP_S have passed since its push.
         "PORTAL_LATE_QUERY_BACKOFF_S": _seconds_list(env, "PORTAL_LATE_QUERY_BACKOFF_S", (60, 300, 1800, 3600)),
         "PORTAL_LATE_QUERY_GIVE_UP_S": _int(env, "PORTAL_LATE_QUERY_GIVE_UP_S", 86400),
+        # How many days after it was paid an unmatched payment can still be claimed by its receipt.
+        "PORTAL_RECEIPT_CLAIM_DAYS": _int(env, "PORTAL_RECEIPT_CLAIM_DAYS", 7),
         # Run every scheduled job this often instead of its own interval (tests and demos).
         "PORTAL_JOB_TICK_S": _float(env, "PORTAL_JOB_TICK_S", 0.0),
         # Customer rate limits (pushes per phone/device, code guesses); off only for load tests.

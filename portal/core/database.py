@@ -51,3 +51,12 @@ def install_sqlite_pragmas(app: Flask) -> None:
 
 def is_postgres(engine: Engine | None = None) -> bool:
     return (engine or db.engine).dialect.name == "postgresql"
+
+
+def storable(text: str | None, limit: int | None = None) -> str | None:
+    """Text PostgreSQL can keep: NUL is the one character a text column refuses (it becomes
+    U+FFFD), cut to ``limit`` characters when given. Use it on any provider text we store."""
+    if text is None:
+        return None
+    cleaned = text.replace("\x00", "\ufffd")
+    return cleaned[:limit] if limit else cleaned

@@ -7,11 +7,14 @@ money itself is recorded by ``settlement`` when Daraja tells us (callback, C2B o
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from ..core.database import storable
 from ..core.extensions import db
 from ..hotspot.login_context import HotspotContext
 from ..hotspot.vouchers import new_voucher_code
@@ -26,13 +29,43 @@ log = logging.getLogger(__name__)
 TRANSACTION_DESC = "WiFi access"  # Daraja's TransactionDesc: at most 13 characters
 
 
+# How long an STK prompt stays open on the phone: Daraja's is about a minute (never documented).
+# While the last prompt to a phone is open, no new one is sent for it: the customer could enter
+# their PIN in both and pay twice.
+PROMPT_LIFETIME_S = 60
+
+
 class PurchaseError(Exception):
-    """The purchase cannot start. ``reason`` says why ("no_paybill", "plan_gone"); the captive
-    blueprint words it for the customer."""
+    """The purchase cannot start. ``reason`` says why ("no_paybill", "plan_gone", "prompt_open");
+    the captive blueprint words it for the customer."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class PromptStillOpen(PurchaseError):
+    """The last prompt to this phone may still be on its screen; ``seconds_left`` until it is not."""
+
+    def __init__(self, seconds_left: int) -> None:
+        super().__init__("prompt_open")
+        self.seconds_left = max(1, seconds_left)
+
+
+def latest_prompt_to(msisdn: str) -> StkInitiation | None:
+    return db.session.scalars(
+        sa.select(StkInitiation).where(StkInitiation.phone_number == msisdn).order_by(StkInitiation.id.desc()).limit(1)
+    ).first()
+
+
+def prompt_open_s(initiation: StkInitiation | None) -> int:
+    """Seconds this prompt may still be open on the phone: unanswered (``initiated``, which includes
+    a push whose outcome is unknown) and younger than its lifetime (our expiry, if shorter); else 0."""
+    if initiation is None or initiation.status != "initiated":
+        return 0
+    lifetime = min(PROMPT_LIFETIME_S, current_app.config["PORTAL_STK_EXPIRY_S"])
+    age = (utcnow() - initiation.created_at).total_seconds()
+    return max(0, math.ceil(lifetime - age))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +196,7 @@ def _send_push(paybill: Paybill, payment: Payment, initiation: StkInitiation) ->
 def _mark_push_refused(payment: Payment, initiation: StkInitiation, exc: DarajaError) -> None:
     initiation.status = "failed"
     initiation.result_code = (exc.error_code or type(exc).__name__)[:32]
-    initiation.result_desc = (exc.error_message or str(exc))[:300]
+    initiation.result_desc = storable(exc.error_message or str(exc), 300)
     initiation.completed_at = utcnow()
     payment.status = "failed"
     payment.result_code = initiation.result_code

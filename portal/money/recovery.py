@@ -7,21 +7,24 @@ What these services guarantee:
 * a payment nobody could match (a Buy Goods payment carries no account number) becomes a voucher
   at most once: a conditional UPDATE on ``payments.status = 'unmatched'`` decides, in the same
   transaction that creates the voucher and queues its activation;
-* each lookup is scoped to the router owner's own vouchers and payments.
+* each lookup is scoped to the router owner's own vouchers and payments; an unmatched payment
+  is claimable only as ``claim_refusal`` allows (this router's paybills, a time window).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..core.extensions import db
 from ..hotspot import activations, catalogue
 from ..hotspot.login_context import HotspotContext
 from ..hotspot.vouchers import new_voucher_code, normalise_code
-from ..models import AuditLog, Payment, Plan, Router, Voucher, utcnow
+from ..models import AuditLog, Paybill, Payment, Plan, Router, Voucher, utcnow
 from . import purchase
 
 log = logging.getLogger(__name__)
@@ -86,15 +89,16 @@ def recover_by_receipt(router: Router, raw_receipt: str | None, hotspot: Hotspot
     receipt = normalise_receipt(raw_receipt)
     if receipt is None:
         return Recovery("not_found")
-    payment = db.session.scalars(
-        sa.select(Payment).where(Payment.receipt == receipt, Payment.owner_id == router.owner_id)
-    ).first()
-    if payment is None:
-        return Recovery("not_found")
-    if payment.status == "unmatched" and payment.resolved_at is not None:
-        return Recovery("not_found")  # the owner refunded it, took it as cash or used it: spent for good
-    if payment.status == "unmatched":
+    payment = db.session.scalars(sa.select(Payment).where(Payment.receipt == receipt)).first()
+    if payment is not None and payment.status == "unmatched":
+        refusal = claim_refusal(router, payment)
+        if refusal is not None:
+            # The customer reads only "not found here": which rule failed would help guess receipts.
+            log.info("receipt claim refused receipt=%s router=%s: %s", receipt, router.slug, refusal)
+            return Recovery("not_found")
         return _claim_unmatched(router, payment, hotspot)
+    if payment is None or payment.owner_id != router.owner_id:
+        return Recovery("not_found")
     if payment.status == "underpaid":
         return Recovery("underpaid", payment, payment.amount)
     if payment.status != "paid" or payment.voucher is None:
@@ -103,6 +107,35 @@ def recover_by_receipt(router: Router, raw_receipt: str | None, hotspot: Hotspot
         return Recovery("used_up", payment)
     _keep_login_context(payment, hotspot)
     return Recovery("found", payment)
+
+
+def claim_refusal(router: Router, payment: Payment, *, now: datetime | None = None) -> str | None:
+    """Why this unmatched payment may not be claimed at this router, or None when it may.
+
+    Claimable: never resolved by the owner (refunded, taken as cash, assigned, issued); paid into a
+    paybill this router's plans are sold through (one of the router owner's own, or the platform's
+    when that owner has none of their own: the same scope as settlement's
+    ``_purchases_payable_into``); and paid within PORTAL_RECEIPT_CLAIM_DAYS. The amount is checked
+    when the plan is chosen (``too_little``)."""
+    if payment.resolved_at is not None:
+        return "resolved by the owner: spent for good"
+    paybill = db.session.get(Paybill, payment.paybill_id) if payment.paybill_id else None
+    if paybill is None:
+        return "recorded on no paybill"
+    if paybill.owner_id is None:
+        if payment.owner_id is not None or _has_own_paybill(router.owner_id):
+            return f"paid into the platform paybill {paybill.number}; this owner sells through their own"
+    elif paybill.owner_id != router.owner_id or payment.owner_id != router.owner_id:
+        return f"paid into paybill {paybill.number} of another owner"
+    days = current_app.config["PORTAL_RECEIPT_CLAIM_DAYS"]
+    paid_at = payment.paid_at or payment.created_at
+    if paid_at < (now or utcnow()) - timedelta(days=days):
+        return f"paid {paid_at:%Y-%m-%d}, more than {days} days ago"
+    return None
+
+
+def _has_own_paybill(owner_id: int) -> bool:
+    return db.session.scalar(sa.select(sa.exists().where(Paybill.owner_id == owner_id))) or False
 
 
 def best_plan_for_amount(router: Router, amount: int) -> Plan | None:
@@ -136,6 +169,7 @@ def _claim_unmatched(router: Router, payment: Payment, hotspot: HotspotContext) 
             .where(Payment.id == payment.id, Payment.status == "unmatched", Payment.resolved_at.is_(None))
             .values(
                 status="paid",
+                owner_id=router.owner_id,  # platform-paybill money: now this owner's sale, as a platform purchase is
                 voucher_id=voucher.id,
                 router_id=router.id,
                 amount_expected=plan.price,
@@ -177,11 +211,16 @@ def _keep_login_context(payment: Payment, hotspot: HotspotContext) -> None:
         db.session.commit()
 
 
-def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
+def purchase_again(payment: Payment) -> Payment:
     """Send the prompt again after a failure or timeout: a new purchase for the same plan, phone
-    and router, through ``purchase.start_purchase`` (so it is idempotent per form, commits before
-    pushing, and never re-sends a push whose outcome is unknown). The failed purchase stays on
-    record as it was; a late success on it is still honoured by settlement.
+    and router, through ``purchase.start_purchase`` (commits before pushing, and never re-sends a
+    push whose outcome is unknown). The failed purchase stays on record as it was; a late success
+    on it is still honoured by settlement.
+
+    At most one push per phone follows each prompt. While the last prompt to this phone is still
+    open, a tap finds the purchase that sent it when that is this same plan at this router (a
+    second tap), else raises ``purchase.PromptStillOpen``. The new purchase's idempotency key
+    names the prompt it follows, so two taps at once (even from two page loads) get one purchase.
 
     Raises ``purchase.PurchaseError`` when the plan is no longer sold there.
     """
@@ -189,5 +228,19 @@ def purchase_again(payment: Payment, *, idempotency_key: str | None) -> Payment:
     plan = catalogue.plan_for_router(router, voucher.plan_id) if voucher and router else None
     if plan is None or router is None or not payment.phone:
         raise purchase.PurchaseError("plan_gone")
+    latest = purchase.latest_prompt_to(payment.phone)
+    wait_s = purchase.prompt_open_s(latest)
+    if wait_s and latest is not None:
+        if _is_a_resend_of(latest.payment, payment):
+            return latest.payment  # a second tap: the prompt it asks for is already out, show that one
+        log.info("send again refused: prompt still open voucher=%s", latest.account_reference)
+        raise purchase.PromptStillOpen(wait_s)
     hotspot = HotspotContext.from_json(payment.hotspot_json)
-    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=idempotency_key)
+    key = f"again:{payment.phone}:{latest.id if latest else 0}"
+    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=key)
+
+
+def _is_a_resend_of(candidate: Payment | None, payment: Payment) -> bool:
+    if candidate is None or candidate.id == payment.id or candidate.voucher is None or payment.voucher is None:
+        return False
+    return candidate.router_id == payment.router_id and candidate.voucher.plan_id == payment.voucher.plan_id

@@ -24,6 +24,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import joinedload
 
+from ..core.database import storable
 from ..core.extensions import db
 from ..hotspot import activations
 from ..hotspot.login_context import HotspotContext
@@ -166,18 +167,21 @@ def _failure_outcome(initiation: StkInitiation, code: str, changed: bool) -> Rec
 
 def _mark_initiations_failed(initiations: Sequence[StkInitiation], code: str, desc: str) -> set[int]:
     """Inside the caller's transaction: still-open attempts (and their pending payments) failed
-    with ``code``. A success is never downgraded. Returns the initiations this changed."""
+    with ``code``. A success is never downgraded. Returns the initiations this changed.
+
+    The code and ResultDesc come from a callback or an STK query answer: cleaned like every
+    stored provider text (a NUL fails the PostgreSQL write, and the batch with it)."""
     changed = db.session.scalars(
         sa.update(StkInitiation)
         .where(StkInitiation.id.in_([i.id for i in initiations]), StkInitiation.status.in_(("initiated", "expired")))
-        .values(status="failed", result_code=code[:32], result_desc=(desc or "")[:300], completed_at=utcnow())
+        .values(status="failed", result_code=storable(code, 32), result_desc=storable(desc or "", 300), completed_at=utcnow())
         .returning(StkInitiation.id)
         .execution_options(synchronize_session=False)
     ).all()
     db.session.execute(
         sa.update(Payment)
         .where(Payment.id.in_([i.payment_id for i in initiations]), Payment.status.in_(("pending", "expired")))
-        .values(status="failed", result_code=code[:32])
+        .values(status="failed", result_code=storable(code, 32))
         .execution_options(synchronize_session=False)
     )
     return set(changed)

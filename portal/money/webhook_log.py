@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
+from ..core.database import storable
 from ..core.extensions import db
 from ..models import Paybill, WebhookLog, utcnow
 from ..owners.paybills import WebhookPaybill
@@ -53,14 +54,6 @@ def load_json(text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise PayloadError(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
-
-
-def storable(text: str | None, limit: int | None = None) -> str | None:
-    """Text PostgreSQL can keep: NUL is the one character a text column refuses."""
-    if text is None:
-        return None
-    cleaned = text.replace("\x00", "\ufffd")
-    return cleaned[:limit] if limit else cleaned
 
 
 @dataclass(frozen=True)
