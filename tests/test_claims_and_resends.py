@@ -24,7 +24,7 @@ from .test_money_holes import (
     _owner_with_paybill,
     two_workers,  # noqa: F401 (a fixture)
 )
-from .test_purchase_flow import _count, _initiation
+from .test_purchase_flow import _count, _initiation, _payment
 
 
 @pytest.fixture
@@ -179,3 +179,69 @@ def test_send_again_while_the_prompt_is_still_open_says_so_and_pushes_nothing(la
     _age_initiation(waiting, 61)  # the prompt has gone from the phone: now a new one may go
     assert _post_form(customer, f"{waiting}/retry", _page(customer, waiting)).status_code == 303  # a button now
     assert len(daraja.pushes) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Task 2: money assigned to a waiting purchase counts once; a payment is assigned at most once
+
+
+def test_money_assigned_to_a_waiting_purchase_is_counted_once(app, shop, customer, daraja, router_box, worker):
+    from portal.money import problems
+    from portal.owners.payment_search import PaymentFilter, payment_totals
+    from portal.owners.reports import build_overview
+
+    waiting = _buy_at(customer, shop, SILENT_PHONE)
+    code = _payment(waiting).voucher.code
+    money = _stray(daraja, "174379", "TYPO000002")
+
+    problems.assign_payment_to_voucher(shop.owner, money.id, code, reason="typo in the account")
+
+    assert customer.wait_for(waiting, ("active",), timeout=20)["status"] == "active"
+    app.extensions.pop("portal_payment_totals", None)
+    assert payment_totals(shop.owner, PaymentFilter()).received == 10
+    assert build_overview(shop.owner).revenue_today == 10
+    paid, old = _payment(waiting), _by_receipt("TYPO000002")
+    assert old.id == paid.id and (paid.status, paid.amount, paid.source) == ("paid", 10, "manual")
+    history = db.session.get(Payment, money.id)
+    assert (history.status, history.amount, history.receipt) == ("unmatched", None, None) and history.resolved_at
+    assert paid.public_id in history.note
+
+
+def test_two_owners_assigning_one_payment_at_once_give_it_to_one_voucher(
+    app, shop, customer, daraja, make_owner, router_box, worker
+):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portal.models import AuditLog, User
+    from portal.money import problems
+
+    admin = make_owner(admin=True)
+    codes = [_payment(_buy_at(customer, shop, SILENT_PHONE)).voucher.code for _ in range(2)]
+    money = _stray(daraja, "174379", "TWICE00001")
+    # At the same moment on PostgreSQL; one after the other on SQLite, which serialises writers
+    # in its file lock (two threads in one process wait on each other there).
+    racing = db.engine.dialect.name == "postgresql"
+    users, start = [shop.owner.id, admin.id], threading.Barrier(2 if racing else 1)
+
+    def assign(n: int) -> str:
+        with app.app_context():
+            user = db.session.get(User, users[n])
+            start.wait()
+            try:
+                problems.assign_payment_to_voucher(user, money.id, codes[n], reason="customer called")
+                return "assigned"
+            except problems.AlreadyHandled:
+                return "already"
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(2 if racing else 1) as pool:
+        outcomes = sorted(pool.map(assign, range(2)))
+
+    assert outcomes == ["already", "assigned"]
+    db.session.expire_all()
+    paid = db.session.scalars(sa.select(Payment).where(Payment.status == "paid")).all()
+    assert len(paid) == 1 and paid[0].receipt == "TWICE00001" and paid[0].amount == 10
+    assert _count(Voucher, Voucher.status.in_(("paid", "active"))) == 1
+    assert _count(AuditLog, AuditLog.action == "problem.assign_payment") == 1

@@ -289,7 +289,8 @@ def assign_payment_to_voucher(
     """Put an unmatched payment's money on an existing unpaid voucher, which then activates.
 
     If the voucher has a purchase still waiting for money, that purchase is settled with this
-    amount (source ``manual``) and the unmatched row is marked resolved, so the money counts once.
+    amount and receipt (source ``manual``) and the unmatched row is marked resolved with neither,
+    so the money counts once in every total.
     Otherwise the unmatched row itself becomes the voucher's paid payment. One transaction.
     Raises ``NotFound``, ``ProblemActionError`` (field ``voucher_code``) or ``AlreadyHandled``.
     """
@@ -304,9 +305,13 @@ def assign_payment_to_voucher(
         .where(Payment.voucher_id == voucher.id, Payment.status.in_(settlement.SETTLEABLE_STATES))
         .order_by(Payment.id.desc())
     ).first()
+    receipt, amount = payment.receipt, payment.amount
     if waiting is not None:
-        _gate_payment(payment.id, "unmatched", resolved_at=now, note=note)
-        _settle_waiting_purchase(waiting, payment, now)
+        # The money moves to the purchase, receipt and amount with it, so every total counts it once
+        # (the unmatched row stays as the history of where it went).
+        moved = f"{note}: KES {amount} and receipt {receipt} moved to purchase {waiting.public_id}"
+        _gate_payment(payment.id, "unmatched", resolved_at=now, note=moved[:300], receipt=None, amount=None)
+        _settle_waiting_purchase(waiting, receipt, amount, now)
     else:
         _gate_payment(payment.id, "unmatched", status="paid", resolved_at=now, note=note, voucher_id=voucher.id,
                       router_id=voucher.router_id, amount_expected=voucher.plan.price)
@@ -314,7 +319,7 @@ def assign_payment_to_voucher(
         activations.queue_activation(voucher_id=voucher.id, router_id=voucher.router_id,
                                      device_mac=voucher.device_mac, device_ip=voucher.device_ip)
     _audit(user, "problem.assign_payment", owner_id=voucher.owner_id, object_type="payment", object_id=payment.id,
-           detail=f"receipt {payment.receipt} KES {payment.amount} → voucher {voucher.code}; reason: {reason}",
+           detail=f"receipt {receipt} KES {amount} → voucher {voucher.code}; reason: {reason}",
            source_ip=source_ip)
     _commit_or_already_handled()
     activations.wake_worker()
@@ -343,12 +348,12 @@ def _raise_if_resolved(payment: Payment) -> None:
         raise AlreadyHandled("This payment was already resolved; nothing was changed.")
 
 
-def _settle_waiting_purchase(waiting: Payment, money: Payment, now: datetime) -> None:
+def _settle_waiting_purchase(waiting: Payment, receipt: str | None, amount: int | None, now: datetime) -> None:
     won = db.session.execute(
         sa.update(Payment)
         .where(Payment.id == waiting.id, Payment.status.in_(settlement.SETTLEABLE_STATES))
-        .values(status="paid", amount=money.amount, paid_at=now, source="manual",
-                note=f"paid by receipt {money.receipt} (assigned by hand)"[:300])
+        .values(status="paid", amount=amount, receipt=receipt, paid_at=now, source="manual",
+                note=f"paid by receipt {receipt} (assigned by hand)"[:300])
         .execution_options(synchronize_session=False)
     ).rowcount == 1
     if not won:

@@ -478,7 +478,7 @@ def _take_over_unmatched_receipt(receipt: str, payment: Payment) -> bool:
             Payment.receipt == receipt, Payment.status == "unmatched", Payment.resolved_at.is_(None),
             Payment.voucher_id.is_(None), Payment.paybill_id == payment.paybill_id, Payment.id != payment.id,
         )
-        .values(receipt=None, resolved_at=utcnow(), note=note[:300])
+        .values(receipt=None, amount=None, resolved_at=utcnow(), note=note[:300])  # counted once: on the purchase
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
