@@ -5,11 +5,9 @@ processes (PostgreSQL when TEST_DATABASE_URL is set)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -19,23 +17,13 @@ from portal.models import Activation, Payment, Voucher, utcnow
 from portal.sandbox.router import SandboxRouter
 
 from .conftest import wait_until
+from .test_money_holes import (  # noqa: F401 - the same fixtures as the other money-hole tests
+    SILENT_PHONE,
+    app_overrides,
+    two_workers,
+)
 from .test_purchase_flow import _buy, _count, _initiation, _payment
 from .test_worker_processes import start_worker, stop
-
-SILENT_PHONE = "0700 099 999"  # the sandbox never calls back for this number
-
-
-@pytest.fixture
-def app_overrides():  # type: ignore[no-untyped-def]
-    return {"PORTAL_RATE_LIMITS_ENABLED": False}
-
-
-@pytest.fixture
-def two_workers(app: Any, tmp_path: Any) -> Iterator[list[Any]]:
-    workers = [start_worker(app, tmp_path / f"w{i}.log") for i in range(2)]
-    yield workers
-    for w in workers:
-        stop(w)
 
 
 def _reload(model: type, row_id: int) -> Any:
@@ -48,7 +36,7 @@ def _reload(model: type, row_id: int) -> Any:
 
 
 def test_money_that_arrives_after_the_voucher_was_cancelled_opens_nothing_and_is_the_owners(
-    app, shop, customer, daraja, router_box, two_workers
+    app, shop, customer, daraja, router_box, two_workers  # noqa: F811
 ):
     purchase = _buy(customer, shop, phone=SILENT_PHONE)  # the prompt stays open: no callback yet
     payment = _payment(purchase)
@@ -67,7 +55,7 @@ def test_money_that_arrives_after_the_voucher_was_cancelled_opens_nothing_and_is
 
 
 def test_a_cancel_while_the_activation_runs_ends_with_no_user_on_the_router(
-    app, shop, customer, daraja, router_box, two_workers
+    app, shop, customer, daraja, router_box, two_workers  # noqa: F811
 ):
     router_box.command_delay_s = 1.5  # the add is still on its way when the owner cancels
     purchase = _buy(customer, shop)
