@@ -18,6 +18,7 @@ from ..models import ROUTER_STATES, Activation, Router, User, utcnow
 from ..routeros import hotspot
 from ..routeros.connection import RouterConnection, RouterCredentials, RouterPool
 from ..routeros.errors import RouterError, RouterLoginFailed, RouterUnreachable
+from ..tunnel import peers as tunnel_peers
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,12 @@ def create_router(
     use_tls: bool = False,
     hotspot_server: str | None = None,
     slug: str | None = None,
+    tunnel: bool = False,
 ) -> Router:
-    """Add a router with its API password encrypted; the caller commits."""
+    """Add a router with its API password encrypted; the caller commits.
+
+    ``tunnel``: reached over the WireGuard hub; ``host`` is ignored and becomes the router's pool
+    address (raises tunnel.pool.TunnelNotConfigured or PoolExhausted)."""
     router = Router(
         owner_id=owner.id,
         name=name,
@@ -84,7 +89,23 @@ def create_router(
     )
     router.api_password = password
     db.session.add(router)
+    if tunnel:
+        tunnel_peers.enable_tunnel(router)
     return router
+
+
+def set_connection_mode(router: Router, mode: str, host: str | None = None) -> None:
+    """direct (at ``host``, which it needs) or tunnel (its pool address, which it keeps when it
+    switches back). The caller commits; the pooled connection follows the new host on next use."""
+    if mode == "tunnel":
+        tunnel_peers.enable_tunnel(router)
+    elif mode == "direct":
+        if not host:
+            raise ValueError("a router reached directly needs its address")
+        router.connection_mode, router.host = "direct", host
+    else:
+        raise ValueError(f"unknown connection mode {mode!r}")
+    router_pool().discard(router.id)
 
 
 # --- dashboard: edit, disable, test, live sessions -------------------------------------------
