@@ -8,8 +8,7 @@ from flask import Flask, current_app
 
 from .core import durations, sizes
 from .core.extensions import db
-from .hotspot import activations, pull_scripts, pull_sync
-from .hotspot import router_setup
+from .hotspot import activations, pull_scripts, pull_sync, router_setup
 from .hotspot.routers import create_router, set_connection_mode
 from .jobs import run_worker_forever
 from .models import Paybill, Plan, Router, User

@@ -20,7 +20,7 @@ from portal.owners.paybills import register_c2b_urls
 from portal.tunnel import peers
 
 from .conftest import wait_until
-from .tunnel_support import HUB_ENDPOINT, HUB_PORT, PYTHON, TUNNEL_NETWORK, flask_args, lab, portal_env, run  # noqa: F401
+from .tunnel_support import HUB_ENDPOINT, HUB_PORT, PYTHON, TUNNEL_NETWORK, flask_args, portal_env, run
 
 HOTSPOT = {"mac": "AA:BB:CC:DD:EE:01", "ip": "10.5.50.23", "link-login-only": "http://10.5.50.1/login"}
 
@@ -100,7 +100,7 @@ def _buy(customer, shop, router: Router) -> str:  # type: ignore[no-untyped-def]
 
 def _probe(lab, tun, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
     """From the hub's namespace, log in to the router's API over the tunnel."""
-    result = lab.hub.exec(PYTHON, "-m", "tests.tunnel_site", "probe", "--host", tun.tunnel_ip, "--port", str(tun.api_port),
+    result = lab.hub.exec(PYTHON, "-m", "portal.sandbox.tunnel_lab", "probe", "--host", tun.tunnel_ip, "--port", str(tun.api_port),
                           "--username", tun.api_user, "--password", tun.api_password, "--timeout", str(timeout), check=False)
     return result.returncode == 0
 
@@ -174,7 +174,7 @@ def test_one_router_cannot_reach_another_routers_tunnel_address(app, lab, shop):
     time.sleep(1.5)  # a hub pass after the sysctl turns forwarding off on the hub interface again
 
     assert _probe(lab, tun_a), "the hub itself reaches router A"
-    blocked = site_b.exec(PYTHON, "-m", "tests.tunnel_site", "connect", "--host", tun_a.tunnel_ip,
+    blocked = site_b.exec(PYTHON, "-m", "portal.sandbox.tunnel_lab", "connect", "--host", tun_a.tunnel_ip,
                           "--port", str(tun_a.api_port), "--timeout", "3", check=False)
     assert blocked.returncode == 1, "router B reached router A through the hub"
     forwarding = lab.hub.exec("cat", f"/proc/sys/net/ipv4/conf/{lab.hub.interface}/forwarding").stdout.strip()
