@@ -20,5 +20,6 @@ def test_quick_bench_exits_zero_and_prints_the_table():
     assert "| figure" in done.stdout and "| met" in done.stdout, output[-4000:]
     for figure in ("STK callback handling p95 (PostgreSQL)", "callbacks/s sustained", "callback → user on router p95",
                    "plans page TTFB p95", "customer page weight", "token refresh", "reconciliation of",
-                   "callback → user on a pull router p95", "pull sync p95"):
+                   "callback → user on a pull router p95", "pull sync p95",
+                   "hub sync, 100 peers", "callback → user on router over the tunnel p95"):
         assert figure in done.stdout, f"{figure!r} missing from the table:\n{done.stdout}"

@@ -38,8 +38,10 @@ _counter = itertools.count(1)
 T = TypeVar("T")
 
 
-def run(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+def run(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 30,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(args), input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+                            env=env, cwd=ROOT)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed: {result.stderr.strip()}")
     return result
@@ -108,8 +110,9 @@ class Site:
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
     state_file: Path | None = None
 
-    def exec(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return run("ip", "netns", "exec", self.netns, *args, stdin=stdin, check=check, timeout=timeout)
+    def exec(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 30,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.netns, *args, stdin=stdin, check=check, timeout=timeout, env=env)
 
     def start(self, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[str]:
         out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed with the process)
@@ -160,6 +163,20 @@ class TunnelLab:
 
     def configure_router(self, site: Site, script: str, *, lax_allowed_ips: str | None = None, delay_s: float = 0.0) -> ScriptTunnel:
         """Bring the site's router up as the pasted script would: WireGuard, its address, its API."""
+        tun = self.configure_wireguard(site, script, lax_allowed_ips=lax_allowed_ips)
+        site.state_file = self.tmp / f"{site.netns}-users.json"
+        site.start(PYTHON, "-m", "portal.sandbox.tunnel_lab", "router", "--host", tun.tunnel_ip, "--port", str(tun.api_port),
+                   "--username", tun.api_user, "--password", tun.api_password, "--delay", str(delay_s),
+                   "--state", str(site.state_file), "--identity", f"router-{site.netns}",
+                   log=self.tmp / f"{site.netns}-router.log")
+        deadline = time.monotonic() + 15
+        while not site.state_file.exists():
+            assert time.monotonic() < deadline, "the site's sandbox router did not start"
+            time.sleep(0.1)
+        return tun
+
+    def configure_wireguard(self, site: Site, script: str, *, lax_allowed_ips: str | None = None) -> ScriptTunnel:
+        """Only the script's WireGuard lines: the device, its key, the hub peer, the tunnel address."""
         tun = ScriptTunnel.parse(script)
         env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
         proc = subprocess.run(["ip", "netns", "exec", site.netns, "wireguard-go", site.interface],
@@ -171,15 +188,6 @@ class TunnelLab:
         site.exec(*args, stdin=tun.private_key + "\n")
         site.exec("ip", "address", "add", tun.address, "dev", site.interface)
         site.exec("ip", "link", "set", site.interface, "up")
-        site.state_file = self.tmp / f"{site.netns}-users.json"
-        site.start(PYTHON, "-m", "portal.sandbox.tunnel_lab", "router", "--host", tun.tunnel_ip, "--port", str(tun.api_port),
-                   "--username", tun.api_user, "--password", tun.api_password, "--delay", str(delay_s),
-                   "--state", str(site.state_file), "--identity", f"router-{site.netns}",
-                   log=self.tmp / f"{site.netns}-router.log")
-        deadline = time.monotonic() + 15
-        while not site.state_file.exists():
-            assert time.monotonic() < deadline, "the site's sandbox router did not start"
-            time.sleep(0.1)
         return tun
 
     def rekey_router(self, site: Site, script: str) -> ScriptTunnel:
