@@ -14,7 +14,7 @@ def test_quick_bench_exits_zero_and_prints_the_table():
     if "BENCH_PG_URL" not in env and env.get("TEST_DATABASE_URL"):
         env["BENCH_PG_URL"] = env["TEST_DATABASE_URL"]
     done = subprocess.run([str(ROOT / "scripts" / "bench"), "--quick"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "| figure" in done.stdout and "| met" in done.stdout, output[-4000:]
