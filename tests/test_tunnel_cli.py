@@ -43,7 +43,7 @@ def test_setup_script_prints_the_tunnel_lines_and_stores_the_new_api_password(ap
     assert f'private-key="{router.wg_private_key}"' in printed.output
     assert f'password="{router.api_password}"' in printed.output  # the script's password is the stored one
     assert 'endpoint-address="hub.example.net" endpoint-port=51820' in printed.output
-    assert db.session.scalar(sa.select(AuditLog.action).where(AuditLog.object_id == router.id,
+    assert db.session.scalar(sa.select(AuditLog.action).where(AuditLog.object_id == str(router.id),
                                                               AuditLog.action == "router_api_user_set"))
 
 

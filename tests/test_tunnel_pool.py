@@ -18,6 +18,7 @@ from portal.models import Router, TunnelHub
 from portal.tunnel import hub, keys, peers, pool
 
 from .conftest import build_app
+from .tunnel_support import ensure_wireguard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,6 +95,7 @@ def test_keys_are_wireguard_keys_and_private_halves_are_encrypted_at_rest(app, m
     hub_private = db.session.get(TunnelHub, 1).private_key
     assert hub_private not in hub_row[0]
     # The same public key `wg pubkey` derives (wireguard-tools is installed by scripts/install-wireguard).
+    ensure_wireguard()
     derived = subprocess.run(["wg", "pubkey"], input=hub_private, capture_output=True, text=True, check=True).stdout.strip()
     assert derived == hub_row[1] == keys.public_key_of(hub_private)
     assert keys.is_key(router.wg_public_key) and not keys.is_key("c2hvcnQ=")
