@@ -201,6 +201,11 @@ def test_key_rotation_keeps_the_router_reachable_and_drops_the_old_peer(app, lab
 
     new_script = router_setup.setup_script(router, app.config["PORTAL_BASE_URL"],
                                            router_setup.SetupOptions(tunnel=peers.setup_for(router)), "unused")
+    # An API connection the portal holds open, asked every 0.2 s, before, during and after the switch.
+    watch = lab.hub.start(PYTHON, "-m", "portal.sandbox.tunnel_lab", "watch", "--host", tun.tunnel_ip,
+                          "--port", str(tun.api_port), "--username", tun.api_user, "--password", tun.api_password,
+                          "--timeout", "10", "--seconds", "8", log=lab.tmp / "watch.log")
+    time.sleep(2)
     lab.rekey_router(site, new_script)
 
     def rotation_finished() -> bool:
@@ -209,4 +214,6 @@ def test_key_rotation_keeps_the_router_reachable_and_drops_the_old_peer(app, lab
 
     assert wait_until(rotation_finished, timeout=20), "the hub never saw the new key's handshake"
     assert _hub_peers(lab) == {new_key: f"{router.tunnel_address}/32"}
-    assert all(_probe(lab, tun) for _ in range(3)), "the router answers over the new key"
+    assert watch.wait(timeout=30) == 0, (lab.tmp / "watch.log").read_text()
+    assert "failed 0" in (lab.tmp / "watch.log").read_text()  # not one command lost across the key switch
+    assert all(_probe(lab, tun) for _ in range(3)), "new connections reach the router over the new key"

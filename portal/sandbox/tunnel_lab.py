@@ -291,6 +291,29 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """One API connection, kept open, asked for the identity every 0.2 s for --seconds: prints the
+    number of commands answered and failed (exit 0 only when none failed)."""
+    from ..routeros import RouterConnection, RouterCredentials, RouterError
+    from ..routeros.hotspot import read_identity
+
+    conn = RouterConnection(RouterCredentials(args.host, args.port, args.username, args.password, label="watch"),
+                            connect_timeout=args.timeout, command_timeout=args.timeout)
+    answered = failed = 0
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end:
+        try:
+            read_identity(conn)
+            answered += 1
+        except RouterError as exc:
+            failed += 1
+            print(f"failed: {exc}", file=sys.stderr, flush=True)
+        time.sleep(0.2)
+    conn.close()
+    print(f"answered {answered} failed {failed}", flush=True)
+    return 1 if failed else 0
+
+
 def _connect(args: argparse.Namespace) -> int:
     try:
         socket.create_connection((args.host, args.port), timeout=args.timeout).close()
@@ -304,19 +327,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
     r = sub.add_parser("router")
-    for p in (r, sub.add_parser("probe"), sub.add_parser("connect")):
+    for p in (r, sub.add_parser("probe"), sub.add_parser("connect"), sub.add_parser("watch")):
         p.add_argument("--host", required=True)
         p.add_argument("--port", type=int, default=8728)
-    for p in (r, sub.choices["probe"]):
+    for p in (r, sub.choices["probe"], sub.choices["watch"]):
         p.add_argument("--username", default="portal")
         p.add_argument("--password", default="sandbox-router-pass")
     r.add_argument("--identity", default="SiteRouter")
     r.add_argument("--delay", type=float, default=0.0, help="seconds per command")
     r.add_argument("--state", required=True)
-    for name in ("probe", "connect"):
+    for name in ("probe", "connect", "watch"):
         sub.choices[name].add_argument("--timeout", type=float, default=3.0)
+    sub.choices["watch"].add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    return {"router": _router, "probe": _probe, "connect": _connect}[args.what](args)
+    return {"router": _router, "probe": _probe, "connect": _connect, "watch": _watch}[args.what](args)
 
 
 if __name__ == "__main__":
