@@ -10,6 +10,7 @@ from flask import current_app
 
 from ..core.extensions import db
 from ..models import Router, TunnelHub, utcnow
+from ..owners.scope import NAIROBI
 from . import pool
 
 
@@ -25,7 +26,8 @@ class TunnelState:
             return f"tunnel: connected, last handshake {_ago(self.seconds_ago or 0)} ago"
         if self.state == "never":
             return "tunnel: never connected (paste the setup script on the router)"
-        return f"tunnel: stale since {self.last_handshake_at:%Y-%m-%d %H:%M} UTC"
+        # Owners read Nairobi time everywhere in the dashboard (and in last_error, which it shows).
+        return f"tunnel: stale since {self.last_handshake_at.astimezone(NAIROBI):%d %b %Y %H:%M} Nairobi time"
 
 
 def _ago(seconds: int) -> str:
