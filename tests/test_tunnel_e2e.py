@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -18,6 +19,7 @@ from portal.hotspot.routers import create_router
 from portal.models import Activation, Router, TunnelHub
 from portal.owners.paybills import register_c2b_urls
 from portal.tunnel import peers
+from portal.tunnel.status import tunnel_state
 
 from .conftest import wait_until
 from .tunnel_support import HUB_ENDPOINT, HUB_PORT, PYTHON, TUNNEL_NETWORK, flask_args, portal_env, run
@@ -125,6 +127,9 @@ def test_a_purchase_is_activated_through_the_tunnel(app, lab, shop, customer, da
     db.session.expire_all()
     counted = db.session.get(Router, router.id)
     assert counted.wg_rx_bytes > 0 and counted.wg_tx_bytes > 0
+    assert tunnel_state(counted).state == "connected"
+    health = requests.get(f"{app.live_url}/healthz", timeout=5).json()["tunnel"]
+    assert (health["state"], health["peers"], health["stale_peers"]) == ("syncing", 1, 0)
     # Nothing of the lab exists in this (the root) namespace: no address, so no route to it.
     root_addresses = run("ip", "-o", "address").stdout
     for prefix in ("10.77.0.", "198.51.100.", "198.18.0."):
