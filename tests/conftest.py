@@ -233,11 +233,9 @@ def make_paybill(app: Any) -> Callable[..., Any]:
             defaults = dict(number="5123456", store_number="600100", passkey="till-store-passkey")
         else:
             defaults = dict(number="174379", passkey=SANDBOX_PASSKEY)
+        defaults = dict(consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET, **defaults)
         defaults.update(kw)
-        paybill = create_paybill(
-            owner=owner, kind=kind, consumer_key=CONSUMER_KEY, consumer_secret=CONSUMER_SECRET,
-            environment="sandbox", **defaults,
-        )
+        paybill = create_paybill(owner=owner, kind=kind, environment="sandbox", **defaults)
         db.session.flush()
         if owner is not None and owner.default_paybill_id is None:
             owner.default_paybill_id = paybill.id

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from portal.captive.router_login import chap_password
 from portal.core.extensions import db
-from portal.models import Activation, AuditLog, Payment, Voucher, utcnow
+from portal.models import Activation, AuditLog, Payment, Router, Voucher, utcnow
 
 from .conftest import form_fields
 from .wording import TEXT, meaning_of
@@ -698,3 +698,37 @@ def test_router_status_and_logout_pages_show_time_left_and_log_out(router_box):
     assert f'action="{hotspot.base_url}/logout"' in status
     assert "You have logged out" in logout and "ABCD2345XY" in logout
     assert router_box.session_for_mac(hotspot.device_mac) is None
+
+
+def test_the_hotspot_dns_name_the_router_reports_becomes_its_login_address(shop, customer, router_box):
+    """Issue 11 point 9: the owner sets the name, or the router reports one (Test connection)."""
+    from portal.hotspot.routers import check_connection
+
+    link = "http://login.cafe.example/login"
+    voucher = _voucher(shop, code="ABCD2345XY")
+    page = customer.open_plans(shop.router.slug, **dict(HOTSPOT, **{"link-login-only": link}))
+    before = _post_form(customer, f"/r/{shop.router.slug}/voucher", page, code=voucher.code)
+    assert f'action="{link}"' not in before.text  # unknown name: no auto-login
+
+    router_box.hotspot_dns_name = "Login.Cafe.Example."
+    report = check_connection(shop.router)
+    db.session.expire_all()
+    assert report.learned_dns_name == "login.cafe.example" == db.session.get(Router, shop.router.id).hotspot_dns_name
+
+    page = customer.open_plans(shop.router.slug, **dict(HOTSPOT, **{"link-login-only": link}))
+    after = _post_form(customer, f"/r/{shop.router.slug}/voucher", page, code=voucher.code)
+    assert f'action="{link}"' in after.text and 'id="router-login"' in after.text
+
+
+@pytest.mark.parametrize("reported", ["other.cafe.example", "10.5.50.1", "evil name;$x"])
+def test_a_reported_dns_name_never_replaces_the_owners_and_junk_is_not_kept(shop, router_box, reported):
+    from portal.hotspot.routers import check_connection
+
+    router_box.hotspot_dns_name = reported
+    if reported == "other.cafe.example":
+        shop.router.hotspot_dns_name = "wifi.cafe.co.ke"  # the owner's own entry wins
+        db.session.commit()
+    report = check_connection(shop.router)
+    db.session.expire_all()
+    assert report.learned_dns_name is None
+    assert db.session.get(Router, shop.router.id).hotspot_dns_name == ("wifi.cafe.co.ke" if reported == "other.cafe.example" else None)

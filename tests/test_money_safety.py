@@ -368,11 +368,16 @@ def test_a_router_that_refuses_our_login_is_marked_and_the_payment_waits(shop, c
 
 
 def test_reconciliation_queries_paybills_in_parallel_within_each_rate_limit(app, make_owner, make_paybill, make_router, make_plan, customer, daraja, worker):
-    """Three paybills with slow answers: the run takes about one paybill's share, not the sum."""
+    """Three paybills with slow answers: the run takes about one paybill's share, not the sum.
+
+    Each owner has a Daraja app of their own, as in production: tokens are shared only within an
+    owner, so three owners on one app would knock each other's tokens out (Daraja keeps one per app).
+    """
     shops = []
     for n in range(3):
         owner = make_owner()
-        make_paybill(owner)
+        daraja.add_app(f"shop-{n}-app", f"shop-{n}-secret")
+        make_paybill(owner, consumer_key=f"shop-{n}-app", consumer_secret=f"shop-{n}-secret")
         router = make_router(owner, name=f"Shop {n}")
         shops.append((router.slug, make_plan(owner).id))
     phones = {(n, k): f"0711 30{n}{k} 00" for n in range(3) for k in range(2)}

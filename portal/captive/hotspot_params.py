@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from markupsafe import Markup, escape
+
 from ..hotspot.login_context import HotspotContext
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
@@ -47,6 +49,13 @@ def from_form(form: Mapping[str, str]) -> dict[str, str]:
 def as_hidden_inputs(ctx: HotspotContext) -> list[tuple[str, str]]:
     """(input name, value) for every known variable: what each customer form carries along."""
     return [(name.replace("-", "_"), value) for name, value in as_params(ctx).items()]
+
+
+def hidden_inputs_html(ctx: HotspotContext, csrf_token: str) -> Markup:
+    """The CSRF token and the router's variables as hidden inputs, built once per page: each of
+    the page's three forms carries the same block."""
+    inputs = [("csrf_token", csrf_token), *as_hidden_inputs(ctx)]
+    return Markup("".join(f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in inputs))
 
 
 def router_error(params: Mapping[str, str]) -> str | None:

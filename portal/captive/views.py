@@ -26,7 +26,7 @@ from flask import (
     send_from_directory,
     url_for,
 )
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, generate_csrf
 
 from ..core.client_address import client_address
 from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
@@ -37,9 +37,11 @@ from ..money import customer_status, purchase, recovery
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
 from . import bp
-from .forms import BuyForm, ReceiptForm, RetryForm, VoucherForm
+from .forms import (
+    BuyForm, ReceiptForm, RetryForm, ShownForm, VoucherForm, blank_buy_form, blank_receipt_form, blank_voucher_form,
+)
 from .guards import code_checks, push_checks
-from .hotspot_params import PARAM_NAMES, as_hidden_inputs, as_params, context_from, from_form, router_error
+from .hotspot_params import PARAM_NAMES, as_params, context_from, from_form, hidden_inputs_html, router_error
 from .language import COOKIE, NAMES, choose_language, other_language
 from .router_login import router_error_key, router_login
 from .wording import describe_duration, describe_wait, limited_message, say, status_message
@@ -76,14 +78,14 @@ def _remember_language(response):  # type: ignore[no-untyped-def]
 def plans(slug: str):  # type: ignore[no-untyped-def]
     router = catalogue.storefront(slug) or abort(404)
     ctx = context_from(request.args)
-    voucher = VoucherForm(formdata=None, code=(request.args.get("voucher") or "")[:32])
+    voucher = blank_voucher_form((request.args.get("voucher") or "")[:32])
     notice = _router_refusal(request.args)
     show = request.args.get("show")
     if notice is not None and show is None:
         show = "voucher"  # the router refused a login: the customer most likely has a code to try again
     buy = None
     if request.args.get("number") == "other":  # "use another number" from an unanswered prompt
-        buy = BuyForm(formdata=None, phone="")
+        buy = blank_buy_form(purchase_key=secrets.token_urlsafe(24), phone="")
     return _render_plans(
         router, ctx, buy=buy, voucher=voucher, notice=notice, open_=show if show in ("voucher", "receipt") else None
     )
@@ -340,21 +342,19 @@ def _render_plans(
     router: Router | catalogue.Storefront,
     ctx: HotspotContext,
     *,
-    buy: BuyForm | None = None,
-    voucher: VoucherForm | None = None,
-    receipt: ReceiptForm | None = None,
+    buy: BuyForm | ShownForm | None = None,
+    voucher: VoucherForm | ShownForm | None = None,
+    receipt: ReceiptForm | ShownForm | None = None,
     notice: str | None = None,
     open_: str | None = None,
     status: int = 200,
 ):  # type: ignore[no-untyped-def]
     if buy is None:
-        buy = BuyForm(
-            formdata=None, purchase_key=secrets.token_urlsafe(24), phone=request.cookies.get(PHONE_COOKIE, "")
-        )
-    else:
+        buy = blank_buy_form(purchase_key=secrets.token_urlsafe(24), phone=request.cookies.get(PHONE_COOKIE, ""))
+    elif isinstance(buy, BuyForm):
         buy.purchase_key.data = secrets.token_urlsafe(24)  # a corrected form is a new attempt
-    voucher = voucher or VoucherForm(formdata=None)
-    receipt = receipt or ReceiptForm(formdata=None)
+    voucher = voucher or blank_voucher_form()
+    receipt = receipt or blank_receipt_form()
     return (
         render_template(
             "captive/plans.html",
@@ -368,7 +368,7 @@ def _render_plans(
             describe_duration=describe_duration,
             describe_bytes=catalogue.describe_bytes,
             lang_url=_plans_url(router, ctx, other=True),
-            hotspot_inputs=as_hidden_inputs(ctx),
+            hidden_inputs=hidden_inputs_html(ctx, generate_csrf()),
             brand=brands.brand_for(router.router_id if isinstance(router, catalogue.Storefront) else router.id),
             focus_phone=request.args.get("number") == "other",
         ),

@@ -21,6 +21,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..core import durations, sizes
 from ..core.form_fields import WholeNumberField
+from ..hotspot.routers import is_hotspot_dns_name
 from ..models import ENVIRONMENTS, VALIDITY_MODES
 
 
@@ -76,20 +77,12 @@ def _valid_host(form: FlaskForm, field: StringField) -> None:
 
 def _valid_hotspot_dns_name(form: FlaskForm, field: StringField) -> None:
     """A host name (no scheme, path or IP), kept lower-case without a trailing dot."""
-    value = (field.data or "").strip().rstrip(".")
+    value = (field.data or "").strip().rstrip(".").lower()
     if not value:
         return
-    if not _HOST.match(value) or ".." in value or "." not in value or _is_ip(value):
+    if not is_hotspot_dns_name(value):
         raise ValidationError("Enter a host name like wifi.cafe.co.ke (without http:// or a path).")
-    field.data = value.lower()
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+    field.data = value
 
 
 class RouterForm(FlaskForm):

@@ -184,6 +184,9 @@ def router_test(router_id: int):  # type: ignore[no-untyped-def]
     else:
         servers = ", ".join(report.hotspot_servers) or "none (set up a hotspot on the router first)"
         flash(f"Connected to {report.identity or 'the router'}. Hotspot servers: {servers}.", "ok")
+        if report.learned_dns_name:
+            flash(f"The router's hotspot DNS name {report.learned_dns_name} is now accepted as its login "
+                  "address (change it under Edit).", "ok")
     return redirect(url_for("dashboard.router_detail", router_id=router.id))
 
 

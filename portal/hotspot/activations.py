@@ -181,19 +181,30 @@ def claim_due(
     now = utcnow()
     if retire_cancelled_activations(now):
         db.session.commit()
-    lease_until = now + timedelta(seconds=current_app.config["PORTAL_ACTIVATION_LEASE_S"])
-    claimed = []
-    for activation_id, router_id in _fair_candidates(now, limit, per_router, busy_routers or {}):
-        won = db.session.execute(
-            sa.update(Activation)
-            .where(Activation.id == activation_id, _due_condition(now), _may_run_now())
-            .values(status="running", lease_until=lease_until, claimed_by=worker_id, attempts=Activation.attempts + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+    candidates = _fair_candidates(now, limit, per_router, busy_routers or {})
+    if not candidates:
         db.session.commit()
-        if won:
-            claimed.append(Claimed(activation_id, router_id))
-    return claimed
+        return []
+    lease_until = now + timedelta(seconds=current_app.config["PORTAL_ACTIVATION_LEASE_S"])
+    # One conditional UPDATE for all candidates: each row is re-checked as it is written, so a
+    # row another worker took meanwhile (or whose voucher was cancelled) is simply not returned.
+    # Rows another worker is claiming right now are skipped, not waited on (PostgreSQL; SQLite
+    # has one writer at a time anyway), so two dispatchers never deadlock over overlapping sets.
+    unlocked = (
+        sa.select(Activation.id)
+        .where(Activation.id.in_(sorted(activation_id for activation_id, _ in candidates)))
+        .with_for_update(skip_locked=True)
+    )
+    won = db.session.execute(
+        sa.update(Activation)
+        .where(Activation.id.in_(unlocked), _due_condition(now), _may_run_now())
+        .values(status="running", lease_until=lease_until, claimed_by=worker_id, attempts=Activation.attempts + 1)
+        .returning(Activation.id)
+        .execution_options(synchronize_session=False)
+    ).scalars().all()
+    db.session.commit()
+    won_ids = set(won)
+    return [Claimed(activation_id, router_id) for activation_id, router_id in candidates if activation_id in won_ids]
 
 
 def _fair_candidates(now: datetime, limit: int, per_router: int | None,

@@ -7,7 +7,8 @@ import logging
 import re
 import secrets
 import socket
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import current_app
@@ -17,7 +18,7 @@ from ..core.extensions import db
 from ..models import ROUTER_STATES, Activation, Router, User, utcnow
 from ..routeros import hotspot
 from ..routeros.connection import RouterConnection, RouterCredentials, RouterPool
-from ..routeros.errors import RouterError, RouterLoginFailed, RouterUnreachable
+from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed, RouterUnreachable
 from ..tunnel import peers as tunnel_peers
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,20 @@ def router_pool() -> RouterPool:
         )
         current_app.extensions["portal_router_pool"] = pool
     return pool
+
+
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,253})$")
+
+
+def is_hotspot_dns_name(value: str) -> bool:
+    """A host name (lower case, no scheme, path, trailing dot or IP) that can name a hotspot."""
+    if not _HOST_NAME.match(value) or ".." in value or "." not in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return True
+    return False
 
 
 def credentials_for(router: Router) -> RouterCredentials:
@@ -152,6 +167,8 @@ def set_router_status(router: Router, status: str) -> None:
 class ConnectionReport:
     identity: str
     hotspot_servers: list[str]
+    hotspot_dns_names: list[str] = field(default_factory=list)
+    learned_dns_name: str | None = None  # the router's name, now kept because the owner set none
 
 
 class RouterAddressRefused(RouterError):
@@ -171,7 +188,7 @@ def check_connection(router: Router) -> ConnectionReport:
     try:
         if current_app.config["IS_PRODUCTION"]:
             _refuse_internal_host(creds.host, router.slug)
-        report = _read_report(creds, router.slug)
+        report = _read_report(creds, router.slug, router.hotspot_server)
     except RouterError as exc:
         router.last_error = str(exc)[:500]
         if isinstance(exc, RouterLoginFailed):
@@ -181,18 +198,37 @@ def check_connection(router: Router) -> ConnectionReport:
     router.last_seen_at = utcnow()
     router.last_error = None
     router.login_refused_at = None
+    report = _learn_dns_name(router, report)
     db.session.commit()
     return report
 
 
-def _read_report(creds: RouterCredentials, slug: str) -> ConnectionReport:
+def _learn_dns_name(router: Router, report: ConnectionReport) -> ConnectionReport:
+    """A router that reports exactly one hotspot DNS name, on a router row without one, gets it:
+    the captive pages then accept that name as the router's login address. An owner's own
+    entry is never overwritten, and two names leave the choice to the owner."""
+    if router.hotspot_dns_name or len(report.hotspot_dns_names) != 1:
+        return report
+    name = report.hotspot_dns_names[0]
+    if not is_hotspot_dns_name(name):
+        log.warning("router %s reported an unusable hotspot DNS name %r", router.slug, name[:80])
+        return report
+    router.hotspot_dns_name = name
+    return dataclasses.replace(report, learned_dns_name=name)
+
+
+def _read_report(creds: RouterCredentials, slug: str, server: str | None = None) -> ConnectionReport:
     conn = RouterConnection(
         creds,
         connect_timeout=current_app.config["PORTAL_ROUTER_CONNECT_TIMEOUT_S"],
         command_timeout=current_app.config["PORTAL_ROUTER_COMMAND_TIMEOUT_S"],
     )
     try:
-        return ConnectionReport(identity=hotspot.read_identity(conn), hotspot_servers=hotspot.list_hotspot_servers(conn))
+        return ConnectionReport(
+            identity=hotspot.read_identity(conn),
+            hotspot_servers=hotspot.list_hotspot_servers(conn),
+            hotspot_dns_names=_reported_dns_names(conn, server, slug),
+        )
     except RouterUnreachable as exc:
         log.info("router %s: test connection failed: %s", slug, exc)
         raise RouterUnreachable(
@@ -202,6 +238,16 @@ def _read_report(creds: RouterCredentials, slug: str) -> ConnectionReport:
         ) from exc
     finally:
         conn.close()
+
+
+def _reported_dns_names(conn: RouterConnection, server: str | None, slug: str) -> list[str]:
+    """The hotspot profiles' DNS names; a router whose API user may not read them reports none
+    (the test still passes: the name is a convenience, the owner can type it)."""
+    try:
+        return hotspot.hotspot_dns_names(conn, server)
+    except RouterCommandFailed as exc:
+        log.info("router %s: could not read hotspot profiles: %s", slug, exc)
+        return []
 
 
 def _refuse_internal_host(host: str, slug: str) -> None:

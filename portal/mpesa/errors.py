@@ -65,10 +65,8 @@ class DarajaAuthFailed(DarajaRejected):
 
 
 class InvalidPhoneNumber(ValueError):
-    """The customer typed something that is not a Kenyan mobile number."""
+    """The customer typed something that is not a Kenyan mobile number. The message is for logs;
+    pages word it themselves, in the page's language (the captive ``err_phone_invalid``)."""
 
-    DEFAULT_CUSTOMER_MESSAGE = "Enter a Safaricom number like 0712 345 678."
-
-    def __init__(self, message: str = "not a Kenyan mobile number", customer_message: str | None = None) -> None:
+    def __init__(self, message: str = "not a Kenyan mobile number") -> None:
         super().__init__(message)
-        self.customer_message = customer_message or self.DEFAULT_CUSTOMER_MESSAGE

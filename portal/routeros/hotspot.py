@@ -114,6 +114,19 @@ def list_hotspot_servers(conn: RouterConnection) -> list[str]:
     return [row["name"] for row in conn.run("/ip/hotspot/print", "=.proplist=name") if "name" in row]
 
 
+def hotspot_dns_names(conn: RouterConnection, server: str | None = None) -> list[str]:
+    """The DNS names set on the hotspot profiles the router's servers use (``server`` only, when
+    given): the host a genuine login page of this router posts to. Empty names are left out."""
+    servers = conn.run("/ip/hotspot/print", "=.proplist=name,profile")
+    used = {row.get("profile") for row in servers if server is None or row.get("name") == server}
+    names = []
+    for profile in conn.run("/ip/hotspot/profile/print", "=.proplist=name,dns-name"):
+        dns_name = (profile.get("dns-name") or "").strip().rstrip(".").lower()
+        if profile.get("name") in used and dns_name and dns_name not in names:
+            names.append(dns_name)
+    return names
+
+
 @dataclass
 class ActiveSession:
     id: str

@@ -235,6 +235,7 @@ class SandboxRouter:
         password: str = "sandbox-router-pass",
         identity: str = "SandboxRouter",
         hotspot_server: str = "hotspot1",
+        hotspot_dns_name: str = "",
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
@@ -243,6 +244,8 @@ class SandboxRouter:
         self.password = password
         self.identity = identity
         self.hotspot_server = hotspot_server
+        # The server profile's dns-name (empty, as on a new RouterOS hotspot, until set).
+        self.hotspot_dns_name = hotspot_dns_name
         self.tls_context = tls_context  # server-side context: serve api-ssl instead of plain api
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -261,6 +264,7 @@ class SandboxRouter:
             "/system/identity/print": self._print_identity,
             "/system/identity/set": self._set_identity,
             "/ip/hotspot/print": self._print_servers,
+            "/ip/hotspot/profile/print": self._print_server_profiles,
             "/ip/hotspot/user/print": lambda request: self._print(self.users.values(), request),
             "/ip/hotspot/user/add": self._add_user,
             "/ip/hotspot/user/set": self._set_user,
@@ -606,6 +610,15 @@ class SandboxRouter:
             "HTTPS": "false",
         }
         return self._print([server], request)
+
+    def _print_server_profiles(self, request: _Request) -> tuple[list[Row], Row]:
+        profiles = [
+            {".id": "*0", "name": "default", "dns-name": "", "hotspot-address": "0.0.0.0", "login-by": "cookie,http-chap",
+             "default": "true"},
+            {".id": "*1", "name": "hsprof1", "dns-name": self.hotspot_dns_name, "hotspot-address": "10.5.50.1",
+             "login-by": "cookie,http-chap,http-pap", "default": "false"},
+        ]
+        return self._print(profiles, request)
 
     def _add_user(self, request: _Request) -> tuple[list[Row], Row]:
         attributes = self._validated(request.attributes, USER_PROPERTIES)
