@@ -160,3 +160,15 @@ def test_healthz_shows_the_hub_and_its_stale_peers(app, make_owner):
     assert body["configured"] is True and body["state"] == "syncing"
     assert (body["peers"], body["stale_peers"], body["last_sync_failed"]) == (2, 1, False)
     assert stale.wg_last_handshake_at is None
+
+
+def test_test_connection_on_a_tunnel_router_words_the_tunnel_state(app, signed_in):
+    owner, b = signed_in()
+    router = _tunnel_router(owner)
+    app.config["PORTAL_ROUTER_CONNECT_TIMEOUT_S"] = 0.2
+    router.host = "127.0.0.1"  # a closed loopback port stands in for the unreachable tunnel address
+    router.port = 9
+    db.session.commit()
+    b.get(f"/dashboard/routers/{router.id}")
+    tested = b.follow(b.post(f"/dashboard/routers/{router.id}/test"))
+    assert any("over the tunnel (tunnel: never connected" in text for _, text in flashes(tested.text)), flashes(tested.text)

@@ -20,6 +20,7 @@ from ..routeros import hotspot
 from ..routeros.connection import RouterConnection, RouterCredentials, RouterPool
 from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed, RouterUnreachable
 from ..tunnel import peers as tunnel_peers
+from ..tunnel import status as tunnel_status
 
 log = logging.getLogger(__name__)
 
@@ -190,17 +191,31 @@ def check_connection(router: Router) -> ConnectionReport:
             _refuse_internal_host(creds.host, router.slug)
         report = _read_report(creds, router.slug, router.hotspot_server)
     except RouterError as exc:
-        router.last_error = str(exc)[:500]
+        worded = _over_the_tunnel(router, exc)
+        router.last_error = str(worded)[:500]
         if isinstance(exc, RouterLoginFailed):
             router.login_refused_at = utcnow()
         db.session.commit()
-        raise
+        if worded is exc:
+            raise
+        raise worded from exc
     router.last_seen_at = utcnow()
     router.last_error = None
     router.login_refused_at = None
     report = _learn_dns_name(router, report)
     db.session.commit()
     return report
+
+
+def _over_the_tunnel(router: Router, exc: RouterError) -> RouterError:
+    """A tunnel router that cannot be reached: say what the hub knows, not "check the address"."""
+    state = tunnel_status.tunnel_state(router)
+    if state is None or not isinstance(exc, RouterUnreachable):
+        return exc
+    return RouterUnreachable(
+        f"could not reach the router over the tunnel ({state.words}); check that it is on and online and that "
+        "its setup script was pasted", router_label=router.slug,
+    )
 
 
 def _learn_dns_name(router: Router, report: ConnectionReport) -> ConnectionReport:
