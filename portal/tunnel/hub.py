@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Flask, current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..core.extensions import db
 from ..models import Router, TunnelHub, utcnow
@@ -57,13 +58,28 @@ def render_conf(private_key: str, listen_port: int, peers: list[PeerLine]) -> st
     return "\n".join(lines)
 
 
-def _tunnel_routers() -> list[Router]:
-    return list(db.session.scalars(
-        sa.select(Router).where(Router.connection_mode == "tunnel", Router.wg_public_key.is_not(None)).order_by(Router.id)
-    ))
+@dataclass(frozen=True)
+class PeerRow:
+    """What a pass needs of one tunnel router, read in one short transaction (names as on Router)."""
+
+    id: int
+    slug: str
+    wg_public_key: str
+    wg_previous_public_key: str | None
+    tunnel_address: str
+    wg_last_handshake_at: datetime | None
+    wg_rx_bytes: int
+    wg_tx_bytes: int
 
 
-def desired_peers(routers: list[Router]) -> list[PeerLine]:
+def _tunnel_routers() -> list[PeerRow]:
+    columns = [getattr(Router, f.name) for f in fields(PeerRow)]
+    return [PeerRow(*row) for row in db.session.execute(
+        sa.select(*columns).where(Router.connection_mode == "tunnel", Router.wg_public_key.is_not(None)).order_by(Router.id)
+    )]
+
+
+def desired_peers(routers: list[PeerRow] | list[Router]) -> list[PeerLine]:
     peers = []
     for router in routers:
         if router.wg_previous_public_key:
@@ -77,15 +93,22 @@ def desired_peers(routers: list[Router]) -> list[PeerLine]:
 
 
 def apply_once() -> SyncReport:
-    """One reconcile pass; commits. Raises TunnelNotConfigured or WgError (recorded on the hub row too)."""
+    """One reconcile pass. Raises TunnelNotConfigured or WgError (recorded on the hub row too).
+
+    Reads in one short transaction and writes in another: no transaction stays open while `ip`
+    and `wg` run. A rotation is finished only if the router's key is still the one that shook
+    hands (an owner rotating again meanwhile starts a new one).
+    """
     pool.require_enabled()
     started = time.monotonic()
     cfg = current_app.config
     name = cfg["PORTAL_TUNNEL_INTERFACE"]
     hub = pool.ensure_hub()
+    private_key, kind = hub.private_key, hub.interface_kind
+    routers = _tunnel_routers()
     db.session.commit()
     try:
-        report = _apply(hub, name, cfg["TUNNEL_LISTEN_PORT"], started)
+        report = _apply(name, cfg["TUNNEL_LISTEN_PORT"], private_key, kind, routers, started)
     except wg.WgError as exc:
         db.session.rollback()
         hub = db.session.get(TunnelHub, pool.HUB_ID)
@@ -95,41 +118,44 @@ def apply_once() -> SyncReport:
     return report
 
 
-def _apply(hub: TunnelHub, name: str, listen_port: int, started: float) -> SyncReport:
-    created = False
-    if not wg.interface_exists(name):
-        hub.interface_kind = wg.create_interface(name)
-        created = True
-        log.info("tunnel interface %s created (%s)", name, hub.interface_kind)
-    elif hub.interface_kind is None:
-        hub.interface_kind = wg.interface_kind(name)
+def _apply(name: str, listen_port: int, private_key: str, kind: str | None, routers: list[PeerRow],
+           started: float) -> SyncReport:
+    created = not wg.interface_exists(name)
+    if created:
+        kind = wg.create_interface(name)
+        log.info("tunnel interface %s created (%s)", name, kind)
+    elif kind is None:
+        kind = wg.interface_kind(name)
     wg.prepare_interface(name, f"{pool.hub_address()}/{pool.network().prefixlen}")
     stats = {peer.public_key: peer for peer in wg.dump(name)}
-    routers = _tunnel_routers()
-    finished = _finish_rotations(routers, stats)
+    finished = _finished_rotations(routers, stats)
+    routers = [replace(r, wg_previous_public_key=None) if r.id in finished else r for r in routers]
     peers = desired_peers(routers)
-    wg.syncconf(name, render_conf(hub.private_key, listen_port, peers))
-    recorded = _record_stats(routers, stats)
+    wg.syncconf(name, render_conf(private_key, listen_port, peers))
+    changes = _stat_changes(routers, stats)
+    _write(finished, changes)
+    hub = db.session.get(TunnelHub, pool.HUB_ID)
+    hub.interface_kind = kind
     hub.last_sync_at = utcnow()
     hub.last_sync_error = None
     hub.peer_count = len(peers)
     hub.last_sync_ms = int((time.monotonic() - started) * 1000)
     db.session.commit()
-    return SyncReport(name, created, len(peers), finished, recorded, hub.last_sync_ms)
+    return SyncReport(name, created, len(peers), len(finished), len(changes), hub.last_sync_ms)
 
 
-def _finish_rotations(routers: list[Router], stats: dict[str, wg.PeerStats]) -> int:
-    finished = 0
+def _finished_rotations(routers: list[PeerRow], stats: dict[str, wg.PeerStats]) -> dict[int, str]:
+    """Router id → its new key, for every rotation whose new key has shaken hands."""
+    finished = {}
     for router in routers:
         new = stats.get(router.wg_public_key)
         if router.wg_previous_public_key and new is not None and new.latest_handshake > 0:
             log.info("router %s: new tunnel key has shaken hands; old key removed", router.slug)
-            router.wg_previous_public_key = None
-            finished += 1
+            finished[router.id] = router.wg_public_key
     return finished
 
 
-def _record_stats(routers: list[Router], stats: dict[str, wg.PeerStats]) -> int:
+def _stat_changes(routers: list[PeerRow], stats: dict[str, wg.PeerStats]) -> list[dict[str, object]]:
     changes = []
     for router in routers:
         seen = [stats[k] for k in (router.wg_public_key, router.wg_previous_public_key) if k in stats]
@@ -140,14 +166,24 @@ def _record_stats(routers: list[Router], stats: dict[str, wg.PeerStats]) -> int:
         rx, tx = sum(p.rx_bytes for p in seen), sum(p.tx_bytes for p in seen)
         if (handshake, rx, tx) != (router.wg_last_handshake_at, router.wg_rx_bytes, router.wg_tx_bytes):
             changes.append({"rid": router.id, "hs": handshake, "rx": rx, "tx": tx})
+    return changes
+
+
+def _write(finished: dict[int, str], changes: list[dict[str, object]]) -> None:
+    table = Router.__table__
+    if finished:
+        db.session.execute(
+            sa.update(table).where(table.c.id == sa.bindparam("rid"), table.c.wg_public_key == sa.bindparam("key"))
+            .values(wg_previous_public_key=None),
+            [{"rid": rid, "key": key} for rid, key in finished.items()],
+        )
     if changes:
         # One executemany for thousands of peers: only the rows whose counters moved.
         db.session.execute(
-            sa.update(Router.__table__).where(Router.__table__.c.id == sa.bindparam("rid"))
+            sa.update(table).where(table.c.id == sa.bindparam("rid"))
             .values(wg_last_handshake_at=sa.bindparam("hs"), wg_rx_bytes=sa.bindparam("rx"), wg_tx_bytes=sa.bindparam("tx")),
             changes,
         )
-    return len(changes)
 
 
 def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
@@ -161,6 +197,9 @@ def run_forever(app: Flask, stop: threading.Event | None = None) -> None:
                 report = apply_once()
             except wg.WgError as exc:
                 log.error("tunnel sync failed: %s", exc)
+            except SQLAlchemyError as exc:  # the database restarting must not stop the hub
+                db.session.rollback()
+                log.error("tunnel sync could not use the database: %s", type(exc).__name__)
             else:
                 log.debug("%s", report.line())
             finally:
