@@ -8,8 +8,8 @@ from flask import Flask, current_app
 
 from .core import durations, sizes
 from .core.extensions import db
-from .hotspot import activations, pull_scripts, pull_sync
-from .hotspot.routers import create_router
+from .hotspot import activations, pull_scripts, pull_sync, router_setup
+from .hotspot.routers import create_router, set_connection_mode
 from .jobs import run_worker_forever
 from .models import Paybill, Plan, Router, User
 from .mpesa.errors import DarajaError
@@ -17,6 +17,10 @@ from .owners import accounts, audit
 from .owners.key_rotation import rotate_all_secrets
 from .owners.paybills import create_paybill, register_c2b_urls, webhook_urls
 from .owners.tokens import refresh_due_tokens
+from .tunnel import hub as tunnel_hub
+from .tunnel import peers as tunnel_peers
+from .tunnel import pool as tunnel_pool
+from .tunnel import wg as tunnel_wg
 
 
 def parse_duration(text: str) -> int:
@@ -50,6 +54,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(c2b)
     app.cli.add_command(worker)
     app.cli.add_command(keys)
+    app.cli.add_command(tunnel)
 
 
 @click.group(help="Owner accounts.")
@@ -93,7 +98,9 @@ def router() -> None:
               "(any RouterOS, behind any NAT); prints its sync token once.")
 @click.option("--sync-interval", default=pull_sync.DEFAULT_INTERVAL_S, show_default=True,
               type=click.IntRange(pull_sync.MIN_INTERVAL_S, pull_sync.MAX_INTERVAL_S), help="Pull only: seconds between syncs.")
-def router_add(owner_email, name, host, port, username, password, tls, hotspot_server, transport, sync_interval) -> None:  # type: ignore[no-untyped-def]
+@click.option("--tunnel", is_flag=True, help="API over the portal's WireGuard hub (RouterOS 7, any NAT): no --host; "
+              "`flask router setup-script` prints what to paste.")
+def router_add(owner_email, name, host, port, username, password, tls, hotspot_server, transport, sync_interval, tunnel) -> None:  # type: ignore[no-untyped-def]
     owner_user = _owner(owner_email)
     if transport == "pull":
         new, token = pull_sync.create_pull_router(
@@ -103,15 +110,22 @@ def router_add(owner_email, name, host, port, username, password, tls, hotspot_s
         click.echo(f"sync token (shown once; `flask router pull-script --slug {new.slug}` makes a new one with the script): {token}")
         click.echo(f"router added (pull sync every {sync_interval}s); portal URL /r/{new.slug} ; slug {new.slug}")
         return
-    missing = [flag for flag, value in (("--host", host), ("--username", username), ("--password", password)) if not value]
+    if tunnel:
+        username = username or "voucher-portal"
+        password = password or router_setup.new_api_password()  # the setup script sets the real one
+    missing = [flag for flag, value in (("--host", host or tunnel), ("--username", username), ("--password", password)) if not value]
     if missing:
-        raise click.UsageError(f"an api router needs {', '.join(missing)} (or use --transport pull)")
-    new = create_router(
-        owner=owner_user, name=name, host=host, port=port, username=username, password=password,
-        use_tls=tls, hotspot_server=hotspot_server,
-    )
+        raise click.UsageError(f"an api router needs {', '.join(missing)} (or use --tunnel, or --transport pull)")
+    try:
+        new = create_router(
+            owner=owner_user, name=name, host=host or "", port=port, username=username, password=password,
+            use_tls=tls, hotspot_server=hotspot_server, tunnel=tunnel,
+        )
+    except (tunnel_pool.TunnelNotConfigured, tunnel_pool.PoolExhausted) as exc:
+        raise click.ClickException(str(exc)) from exc
     db.session.commit()
-    click.echo(f"router added; portal URL /r/{new.slug} ; slug {new.slug}")
+    via = f" (tunnel address {new.tunnel_address}; print its script with `flask router setup-script --slug {new.slug}`)" if tunnel else ""
+    click.echo(f"router added{via}; portal URL /r/{new.slug} ; slug {new.slug}")
 
 
 def _router_by_slug(slug: str) -> Router:
@@ -169,6 +183,83 @@ def router_transport(slug: str, transport: str) -> None:
     if wake:
         activations.wake_worker()
     click.echo(f"{slug} is now reached by {transport}")
+
+
+@router.command("setup-script", help="Print the RouterOS setup script for an API router (for a tunnel router, RouterOS 7: "
+                "WireGuard to the hub first). It holds a new API password, which the portal stores now.")
+@click.option("--slug", required=True)
+@click.option("--api-username", default="voucher-portal", show_default=True)
+@click.option("--portal-address", default=None, help="Direct routers: the address the portal's API connections come from.")
+@click.option("--hotspot-profile", default="hsprof1", show_default=True)
+@click.option("--html-directory", default="hotspot", show_default=True)
+def router_setup_script(slug, api_username, portal_address, hotspot_profile, html_directory) -> None:  # type: ignore[no-untyped-def]
+    found = _router_by_slug(slug)
+    if found.transport == "pull":
+        raise click.ClickException(f"{slug} syncs by pull: use `flask router pull-script --slug {slug}`")
+    try:
+        tunnel_setup = tunnel_peers.setup_for(found) if found.connection_mode == "tunnel" else None
+    except tunnel_pool.TunnelNotConfigured as exc:
+        raise click.ClickException(str(exc)) from exc
+    options = router_setup.SetupOptions(api_username=api_username, portal_address=portal_address,
+                                        hotspot_profile=hotspot_profile, html_directory=html_directory, tunnel=tunnel_setup)
+    password = router_setup.new_api_password()
+    script = router_setup.setup_script(found, current_app.config["PORTAL_BASE_URL"], options, password)
+    found.api_username, found.api_password, found.login_refused_at = api_username, password, None
+    audit.record("router_api_user_set", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id,
+                 detail=f"API user {api_username} from `flask router setup-script`")
+    db.session.commit()
+    click.echo(script)
+
+
+@router.command("connection", help="Reach an API router directly (--host) or over the WireGuard tunnel (its pool address).")
+@click.option("--slug", required=True)
+@click.option("--to", "mode", type=click.Choice(["direct", "tunnel"]), required=True)
+@click.option("--host", default=None, help="direct: the router's address.")
+def router_connection(slug: str, mode: str, host: str | None) -> None:
+    found = _router_by_slug(slug)
+    try:
+        set_connection_mode(found, mode, host)
+    except (ValueError, tunnel_pool.TunnelNotConfigured, tunnel_pool.PoolExhausted) as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("router_connection_changed", actor="cli", owner_id=found.owner_id, object_type="router",
+                 object_id=found.id, detail=f"now {mode} ({found.host})")
+    db.session.commit()
+    click.echo(f"{slug} is now reached {mode} at {found.host}")
+
+
+@router.command("rotate-keys", help="A new WireGuard keypair for a tunnel router; prints nothing secret. The old key "
+                "works until the new script is pasted and the new key has shaken hands.")
+@click.option("--slug", required=True)
+def router_rotate_keys(slug: str) -> None:
+    found = _router_by_slug(slug)
+    try:
+        tunnel_peers.rotate_keys(found)
+    except (ValueError, tunnel_pool.TunnelNotConfigured) as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("router_tunnel_keys_rotated", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id)
+    db.session.commit()
+    click.echo(f"new key for {slug}: {found.wg_public_key}; paste `flask router setup-script --slug {slug}` on the router")
+
+
+@click.group(help="The WireGuard hub: the one process that needs CAP_NET_ADMIN.")
+def tunnel() -> None:
+    pass
+
+
+@tunnel.command("apply", help="One pass: create the interface if missing, sync every peer, record handshakes.")
+def tunnel_apply() -> None:
+    try:
+        report = tunnel_hub.apply_once()
+    except (tunnel_pool.TunnelNotConfigured, tunnel_wg.WgError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report.line())
+
+
+@tunnel.command("run", help="Keep the hub in sync with the database every PORTAL_TUNNEL_SYNC_INTERVAL_S (never brings it down).")
+def tunnel_run() -> None:
+    if not tunnel_pool.is_enabled():
+        raise click.ClickException("PORTAL_TUNNEL_ENDPOINT is not set: there is no hub to run")
+    tunnel_hub.run_forever(current_app._get_current_object())
 
 
 @click.group(help="M-Pesa paybills and tills.")

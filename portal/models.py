@@ -181,6 +181,8 @@ ROUTER_STATES = ("active", "disabled")
 # How the outbox reaches the router: "api" (the portal connects, directly or over the tunnel) or
 # "pull" (the router fetches its own work from /routers/<slug>/sync on a schedule).
 ROUTER_TRANSPORTS = ("api", "pull")
+# How an api router is reached (issue 13): at its own address, or over the portal's WireGuard hub.
+ROUTER_CONNECTION_MODES = ("direct", "tunnel")
 
 
 class Router(db.Model):
@@ -189,6 +191,7 @@ class Router(db.Model):
         _status_check("status", ROUTER_STATES, "router_status_valid"),
         _status_check("transport", ROUTER_TRANSPORTS, "router_transport_valid"),
         sa.CheckConstraint("sync_interval_s BETWEEN 5 AND 60", name="router_sync_interval_range"),
+        _status_check("connection_mode", ROUTER_CONNECTION_MODES, "router_connection_mode_valid"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -225,7 +228,23 @@ class Router(db.Model):
     # The usage of the portal's hotspot users as last reported (JSON list); the expiry job reads it.
     sync_usage_json: Mapped[str | None] = mapped_column(sa.Text, deferred=True)
 
+    # --- WireGuard management tunnel (connection_mode "tunnel"); see tunnel/
+    connection_mode: Mapped[str] = mapped_column(sa.String(8), default="direct", server_default="direct")
+    # The router's address in PORTAL_TUNNEL_NETWORK: unique, held until the router is deleted
+    # (switching back to direct keeps it, so switching again gives the same address).
+    tunnel_address: Mapped[str | None] = mapped_column(sa.String(45), unique=True)
+    wg_private_key_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    wg_public_key: Mapped[str | None] = mapped_column(sa.String(44))
+    # Key rotation: the old key stays the hub's peer until the new one has shaken hands.
+    wg_previous_public_key: Mapped[str | None] = mapped_column(sa.String(44))
+    wg_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Written by `flask tunnel run` from `wg show dump`: the latest handshake of either key.
+    wg_last_handshake_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    wg_rx_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+    wg_tx_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+
     api_password = EncryptedField()
+    wg_private_key = EncryptedField()
     owner: Mapped[User] = relationship()
     paybill: Mapped[Paybill | None] = relationship()
 
@@ -570,3 +589,23 @@ class Brand(db.Model):
     logo_type: Mapped[str | None] = mapped_column(sa.String(16))  # image/png | image/jpeg | image/gif | image/webp
     logo_hash: Mapped[str | None] = mapped_column(sa.String(16))  # content hash: the logo URL's version
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class TunnelHub(db.Model):
+    """The portal's WireGuard hub (issue 13): one row, id 1. Its keypair is made once by whichever
+    process needs it first; `flask tunnel run` records each pass here for /healthz and the dashboard."""
+
+    __tablename__ = "tunnel_hub"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="tunnel_hub_single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    private_key_encrypted: Mapped[str] = mapped_column(sa.Text)
+    public_key: Mapped[str] = mapped_column(sa.String(44))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_sync_error: Mapped[str | None] = mapped_column(sa.String(500))
+    last_sync_ms: Mapped[int | None]
+    interface_kind: Mapped[str | None] = mapped_column(sa.String(16))  # kernel | wireguard-go
+    peer_count: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    private_key = EncryptedField()

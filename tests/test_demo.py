@@ -74,3 +74,13 @@ def test_after_the_router_login_the_demo_lands_on_a_you_are_online_page(router_b
     assert hotspot.logins[-1]["error"] is None, hotspot.logins
     assert link_orig == f"{hotspot.base_url}/status"
     assert landed.url == link_orig and "You are online" in landed.text
+
+
+def test_the_demo_shows_a_router_reached_over_the_wireguard_tunnel(smoke):
+    import sqlite3
+
+    _, instance = smoke
+    with sqlite3.connect(instance / "demo.db") as conn:
+        row = conn.execute(
+            "SELECT connection_mode, tunnel_address, host, wg_public_key FROM routers WHERE slug = 'demo-rooftop'").fetchone()
+    assert row[0] == "tunnel" and row[1] == row[2] == "10.77.0.2" and len(row[3]) == 44

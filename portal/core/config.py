@@ -5,8 +5,10 @@ Every variable is read here, once. The rest of the code reads ``current_app.conf
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -62,7 +64,9 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "TESTING": False,
     }
     settings.update(_owner_self_service(env))
+    settings.update(_tunnel(env))
     settings.update(overrides or {})
+    _check_tunnel(settings)
     if settings["PORTAL_ROUTER_CA_FILE"] and not os.path.isfile(settings["PORTAL_ROUTER_CA_FILE"]):
         raise ConfigError(f"PORTAL_ROUTER_CA_FILE names {settings['PORTAL_ROUTER_CA_FILE']}, which is not a file")
     settings["IS_PRODUCTION"] = settings["PORTAL_ENV"] == "production"
@@ -96,6 +100,40 @@ def _owner_self_service(env: Mapping[str, str]) -> dict[str, Any]:
         "PORTAL_MAIL_SENDER": env.get("PORTAL_MAIL_SENDER", "Wi-Fi portal <no-reply@localhost>"),
         "PORTAL_MAIL_TIMEOUT_S": _float(env, "PORTAL_MAIL_TIMEOUT_S", 10.0),
     }
+
+
+def _tunnel(env: Mapping[str, str]) -> dict[str, Any]:
+    """The WireGuard management hub (issue 13). Without PORTAL_TUNNEL_ENDPOINT there is no tunnel."""
+    return {
+        "PORTAL_TUNNEL_ENDPOINT": env.get("PORTAL_TUNNEL_ENDPOINT", "").strip(),  # public host:port routers dial
+        "PORTAL_TUNNEL_NETWORK": env.get("PORTAL_TUNNEL_NETWORK", "10.77.0.0/16").strip(),  # the hub takes the first address
+        "PORTAL_TUNNEL_INTERFACE": env.get("PORTAL_TUNNEL_INTERFACE", "wg-portal").strip(),
+        "PORTAL_TUNNEL_SYNC_INTERVAL_S": _float(env, "PORTAL_TUNNEL_SYNC_INTERVAL_S", 3.0),
+        # WireGuard renews a session every 2 minutes while keepalives flow: older than this is stale.
+        "PORTAL_TUNNEL_STALE_S": _int(env, "PORTAL_TUNNEL_STALE_S", 180),
+    }
+
+
+_INTERFACE_NAME = re.compile(r"^[A-Za-z0-9_=+.-]{1,15}$")
+
+
+def _check_tunnel(settings: dict[str, Any]) -> None:
+    endpoint = settings["PORTAL_TUNNEL_ENDPOINT"]
+    settings["TUNNEL_ENABLED"] = bool(endpoint)
+    if not endpoint:
+        return
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"PORTAL_TUNNEL_ENDPOINT must be host:port (the UDP port routers dial), got {endpoint!r}")
+    settings["TUNNEL_ENDPOINT_HOST"], settings["TUNNEL_LISTEN_PORT"] = host.strip("[]"), int(port)
+    try:
+        network = ipaddress.ip_network(settings["PORTAL_TUNNEL_NETWORK"], strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"PORTAL_TUNNEL_NETWORK must be an IPv4 network such as 10.77.0.0/16: {exc}") from exc
+    if network.version != 4 or network.prefixlen > 29:
+        raise ConfigError("PORTAL_TUNNEL_NETWORK must be an IPv4 network of /29 or larger")
+    if not _INTERFACE_NAME.match(settings["PORTAL_TUNNEL_INTERFACE"]):
+        raise ConfigError("PORTAL_TUNNEL_INTERFACE must be 1-15 letters, digits or _=+.- (a Linux interface name)")
 
 
 def _mail_settings_for_flask_mail(settings: dict[str, Any]) -> None:

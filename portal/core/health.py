@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
 from ..models import Activation, JobRun, StkInitiation, utcnow
+from ..tunnel.status import hub_health
 from .extensions import db
 
 bp = Blueprint("health", __name__)
@@ -38,5 +39,6 @@ def healthz():  # type: ignore[no-untyped-def]
             }
             for run in db.session.scalars(sa.select(JobRun))
         },
+        "tunnel": hub_health(),  # issue 13: the WireGuard hub's last sync and its stale peers
     }
     return jsonify(body)

@@ -91,10 +91,20 @@ class RouterForm(FlaskForm):
         validators=[DataRequired(message="Give the router a name."), Length(max=120)],
         description='Customers see it on the plans page, e.g. "Mama Njeri Cafe".',
     )
+    # Issue 13: shown only when the portal has a WireGuard hub (PORTAL_TUNNEL_ENDPOINT).
+    connection_mode = RadioField(
+        "How the portal reaches the router",
+        choices=[
+            ("direct", "Directly, at its address (a public IP, a VPN or LAN address)"),
+            ("tunnel", "Over the portal's WireGuard tunnel: RouterOS 7, works behind any NAT, no public IP needed"),
+        ],
+        default="direct",
+    )
     host = StringField(
         "Address",
-        validators=[DataRequired(message="Enter the router's address."), Length(max=255), _valid_host],
-        description="Where the portal reaches the router's API: public IP, VPN address or DNS name.",
+        validators=[Length(max=255)],
+        description="Where the portal reaches the router's API: public IP, VPN address or DNS name. "
+        "Not needed for a tunnel router (it gets a tunnel address).",
     )
     port = WholeNumberField(
         "API port",
@@ -137,8 +147,20 @@ class RouterForm(FlaskForm):
             "Stored encrypted." if is_new else "Leave empty to keep the stored password (it is never shown)."
         )
 
+    @property
+    def is_tunnel(self) -> bool:
+        return self.connection_mode.data == "tunnel"
+
+    def validate_host(self, field: StringField) -> None:
+        if self.is_tunnel:
+            return
+        if not (field.data or "").strip():
+            raise ValidationError("Enter the router's address.")
+        _valid_host(self, field)
+
     def validate_api_password(self, field: PasswordField) -> None:
-        if self.is_new and not field.data:
+        # A tunnel router's API user and password come from its setup script.
+        if self.is_new and not field.data and not self.is_tunnel:
             raise ValidationError("Enter the API password.")
 
 

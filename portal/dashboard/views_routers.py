@@ -11,6 +11,9 @@ from ..hotspot import pull_sync, router_setup, routers
 from ..models import Activation, Paybill, Router
 from ..owners import audit
 from ..routeros.errors import RouterError
+from ..tunnel import peers as tunnel_peers
+from ..tunnel import pool as tunnel_pool
+from ..tunnel import status as tunnel_status
 from . import bp
 from .access import client_ip, get_owned_or_404, owner_scope, signed_in_user
 from .forms import ActionForm, DisconnectForm, RouterForm, SetupConfirmForm, SetupScriptForm
@@ -54,7 +57,8 @@ def routers_list():  # type: ignore[no-untyped-def]
         .options(joinedload(Router.paybill), joinedload(Router.owner))
         .order_by(Router.status, Router.name, Router.id)
     ).all()
-    return render_template("dashboard/routers/list.html", rows=rows, is_offline=pull_sync.is_offline)
+    return render_template("dashboard/routers/list.html", rows=rows, is_offline=pull_sync.is_offline,
+                           tunnel_state=tunnel_status.tunnel_state)
 
 
 @bp.route("/routers/new", methods=["GET", "POST"])
@@ -62,28 +66,47 @@ def router_new():  # type: ignore[no-untyped-def]
     user = signed_in_user()
     form = RouterForm(is_new=True)
     form.paybill_id.choices = _paybill_choices(user.id)
+    _offer_tunnel(form)
     if form.validate_on_submit():
-        router = routers.create_router(
-            owner=user,
-            name=form.name.data.strip(),
-            host=form.host.data.strip(),
-            port=form.port.data,
-            username=form.api_username.data.strip(),
-            password=form.api_password.data,
-            use_tls=form.use_tls.data,
-            hotspot_server=(form.hotspot_server.data or "").strip() or None,
-        )
+        try:
+            router = routers.create_router(
+                owner=user,
+                name=form.name.data.strip(),
+                host="" if form.is_tunnel else form.host.data.strip(),
+                port=form.port.data,
+                username=form.api_username.data.strip(),
+                # a tunnel router's real password comes with its setup script
+                password=form.api_password.data or router_setup.new_api_password(),
+                use_tls=form.use_tls.data,
+                hotspot_server=(form.hotspot_server.data or "").strip() or None,
+                tunnel=form.is_tunnel,
+            )
+        except (tunnel_pool.TunnelNotConfigured, tunnel_pool.PoolExhausted) as exc:
+            db.session.rollback()
+            form.connection_mode.errors.append(str(exc))
+            return render_template("dashboard/routers/form.html", form=form, router=None), 400
         router.paybill_id = form.paybill_id.data or None
         router.wifi_name = (form.wifi_name.data or "").strip() or None
         router.hotspot_dns_name = form.hotspot_dns_name.data or None
         db.session.flush()
-        _audit("router_added", router, f"{router.host}:{router.port}")
+        _audit("router_added", router, f"{router.host}:{router.port}" + (" over the tunnel" if form.is_tunnel else ""))
         db.session.commit()
+        if form.is_tunnel:
+            flash(f"Router {router.name} added with tunnel address {router.tunnel_address}. "
+                  "Paste its setup script on the router next.", "ok")
+            return redirect(url_for("dashboard.router_setup_page", router_id=router.id))
         flash(f"Router {router.name} added. Test the connection, then set the router up.", "ok")
         return redirect(url_for("dashboard.router_detail", router_id=router.id))
     return render_template(
         "dashboard/routers/form.html", form=form, router=None
     ), 400 if request.method == "POST" else 200
+
+
+def _offer_tunnel(form: RouterForm) -> None:
+    """Without a hub the choice is not shown, and every router is reached directly."""
+    form.offers_tunnel = current_app.config["TUNNEL_ENABLED"]
+    if not form.offers_tunnel:
+        form.connection_mode.data = "direct"
 
 
 @bp.get("/routers/<int:router_id>")
@@ -98,6 +121,7 @@ def router_detail(router_id: int):  # type: ignore[no-untyped-def]
         is_offline=pull_sync.is_offline,
         transport_form=TransportForm(formdata=None, transport="api" if router.transport == "pull" else "pull"),
         sync_url=pull_sync.sync_url(router, current_app.config["PORTAL_BASE_URL"]),
+        tunnel=tunnel_status.tunnel_state(router),
     )
 
 
@@ -107,16 +131,20 @@ def router_edit(router_id: int):  # type: ignore[no-untyped-def]
     if router.transport == "pull":  # no API address or credentials to edit
         return redirect(url_for("dashboard.router_pull_settings", router_id=router.id))
     # The API password is never loaded into the form: it cannot be sent back, even by mistake.
-    shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server", "hotspot_dns_name", "wifi_name")
+    shown = ("name", "host", "port", "use_tls", "api_username", "hotspot_server", "hotspot_dns_name", "wifi_name",
+             "connection_mode")
     form = RouterForm(data={name: getattr(router, name) for name in shown}, is_new=False)
     form.paybill_id.choices = _paybill_choices(router.owner_id)
+    _offer_tunnel(form)
+    if not form.offers_tunnel and router.connection_mode == "tunnel":
+        form.connection_mode.data = "tunnel"  # keep it: no hub to switch to or from
     if request.method == "GET":
         form.paybill_id.data = router.paybill_id or 0
     if form.validate_on_submit():
         routers.update_router(
             router,
             name=form.name.data.strip(),
-            host=form.host.data.strip(),
+            host=form.host.data.strip() or router.host,
             port=form.port.data,
             username=form.api_username.data.strip(),
             use_tls=form.use_tls.data,
@@ -126,6 +154,16 @@ def router_edit(router_id: int):  # type: ignore[no-untyped-def]
         )
         router.wifi_name = (form.wifi_name.data or "").strip() or None
         router.hotspot_dns_name = form.hotspot_dns_name.data or None
+        switched = form.offers_tunnel and form.connection_mode.data != router.connection_mode
+        if form.offers_tunnel and (switched or form.is_tunnel):
+            try:
+                routers.set_connection_mode(router, form.connection_mode.data, form.host.data.strip())
+            except (tunnel_pool.TunnelNotConfigured, tunnel_pool.PoolExhausted) as exc:
+                db.session.rollback()
+                form.connection_mode.errors.append(str(exc))
+                return render_template("dashboard/routers/form.html", form=form, router=router), 400
+        if switched:
+            _audit("router_connection_changed", router, f"now {router.connection_mode} ({router.host})")
         _audit("router_changed", router, "API password changed" if form.api_password.data else None)
         db.session.commit()
         flash("Router saved.", "ok")
@@ -226,6 +264,7 @@ def _render_setup(router: Router, form: SetupScriptForm, status: int = 200, **ex
         portal_url=router_setup.portal_url_for(router, base),
         login_html=router_setup.login_html(router, base),
         pull_form=extra.pop("pull_form", None) or PullSetupForm(formdata=None),
+        tunnel=tunnel_status.tunnel_state(router),
         **extra,
     ), status
 
@@ -251,9 +290,11 @@ def router_setup_script(router_id: int):  # type: ignore[no-untyped-def]
         portal_address=form.portal_address.data or None,
         hotspot_profile=form.hotspot_profile.data,
         html_directory=form.html_directory.data,
+        tunnel=_tunnel_setup(router),
     )
     password = router_setup.new_api_password()
     script = router_setup.setup_script(router, _base_url(), options, password)
+    db.session.commit()  # the hub's keypair, if this is the first script that needs it
     confirm = SetupConfirmForm(
         formdata=None, sealed=router_setup.seal_credentials(router, options.api_username, password)
     )
@@ -286,3 +327,28 @@ def router_setup_confirm(router_id: int):  # type: ignore[no-untyped-def]
     db.session.commit()
     flash(f"Saved: the portal now logs in as {username}. Test the connection to check the script ran.", "ok")
     return redirect(url_for("dashboard.router_detail", router_id=router.id))
+
+
+# --- the WireGuard tunnel (issue 13) -----------------------------------------------------------
+
+
+def _tunnel_setup(router: Router) -> tunnel_peers.TunnelSetup | None:
+    if router.connection_mode != "tunnel" or not current_app.config["TUNNEL_ENABLED"]:
+        return None
+    return tunnel_peers.setup_for(router)
+
+
+@bp.post("/routers/<int:router_id>/tunnel/rotate")
+def router_rotate_keys(router_id: int):  # type: ignore[no-untyped-def]
+    router = get_owned_or_404(Router, router_id)
+    ActionForm().validate_on_submit()
+    try:
+        tunnel_peers.rotate_keys(router)
+    except (ValueError, tunnel_pool.TunnelNotConfigured) as exc:
+        flash(f"Keys not rotated: {exc}.", "error")
+        return redirect(url_for("dashboard.router_detail", router_id=router.id))
+    _audit("router_tunnel_keys_rotated", router)
+    db.session.commit()
+    flash("New tunnel keys made. The old key keeps working until you paste the new script on the router "
+          "and its new key connects; then the portal drops the old key.", "ok")
+    return redirect(url_for("dashboard.router_setup_page", router_id=router.id))

@@ -35,7 +35,8 @@ from ..core.extensions import db
 from ..models import Activation, Plan, Router, UTCDateTime, Voucher, utcnow
 from ..routeros import hotspot
 from ..routeros.connection import RouterConnection
-from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed
+from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed, RouterUnreachable
+from ..tunnel.status import unreachable_reason
 from .routers import connection_for
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,7 @@ class ActivationWork:
     valid_for_s: int | None = None
     shared_users: int = 1  # the plan's devices per voucher
     locked_mac: str | None = None  # the buying device's MAC when the plan locks the user to it
+    unreachable: str | None = None  # issue 13: a stale tunnel, so the router is not even tried
 
 
 def run_activation(activation_id: int, *, worker_id: str | None = None) -> bool:
@@ -345,6 +347,7 @@ def _load_work(activation_id: int, worker_id: str | None) -> tuple[ActivationWor
         valid_for_s=validity_from_activation(plan.validity_mode, plan.duration_s, voucher.source),
         shared_users=plan.devices,
         locked_mac=locked_mac(plan.lock_to_device, activation.device_mac),
+        unreachable=unreachable_reason(router),
     )
     conn = connection_for(router)
     db.session.commit()  # end the read transaction before talking to the router
@@ -352,6 +355,8 @@ def _load_work(activation_id: int, worker_id: str | None) -> tuple[ActivationWor
 
 
 def _do_router_work(work: ActivationWork, conn: RouterConnection) -> None:
+    if work.unreachable:  # today's retry path, with the reason the owner reads in last_error
+        raise RouterUnreachable(work.unreachable, router_label=work.router_slug)
     if work.kind == "remove":
         hotspot.remove_hotspot_user(conn, work.code)
         return

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..core.crypto import SecretUnreadable, decrypt_secret, encrypt_secret
 from ..models import Router
+from ..tunnel.peers import TunnelSetup
 from .rsc import comment_text, ros_str
 
 # (query parameter, RouterOS variable). The portal reads these names (captive/hotspot_params.py);
@@ -37,6 +38,7 @@ HOTSPOT_VARIABLES = (
 
 API_PASSWORD_BYTES = 24  # 32 URL-safe characters
 API_GROUP = "voucher-portal"
+ROUTER_WG_LISTEN_PORT = 13231  # RouterOS's default; the router dials out, nothing needs to reach it
 
 
 def portal_url_for(router: Router, base_url: str) -> str:
@@ -87,6 +89,7 @@ class SetupOptions:
     portal_address: str | None = None  # IP or network the portal's API connections come from
     hotspot_profile: str = "hsprof1"
     html_directory: str = "hotspot"
+    tunnel: TunnelSetup | None = None  # a tunnel router: its WireGuard lines come first
 
 
 def new_api_password() -> str:
@@ -114,7 +117,9 @@ def setup_script(router: Router, base_url: str, options: SetupOptions, password:
     host = portal_host(base_url)
     user, group = options.api_username, API_GROUP
     service = "api-ssl" if router.use_tls else "api"
-    address = _network(options.portal_address) if options.portal_address else None
+    tunnel = options.tunnel
+    portal_address = f"{tunnel.hub_address}/32" if tunnel else options.portal_address
+    address = _network(portal_address) if portal_address else None
     address_attr = f" address={address}" if address else ""
     address_note = (
         f"# API logins only from the portal at {address}."
@@ -125,6 +130,7 @@ def setup_script(router: Router, base_url: str, options: SetupOptions, password:
     lines = [
         *header_lines(router, base_url, "setup"),
         "",
+        *(tunnel_lines(router, tunnel, comment) if tunnel else []),
         "# 1. A user group that may only use the API, read and write (no ssh, winbox, ftp, reboot).",
         f':if ([:len [/user group find name="{group}"]] = 0) do={{ /user group add name="{group}" policy=api,read,write {comment} }}',
         f'/user group set [find name="{group}"] policy=api,read,write',
@@ -136,6 +142,7 @@ def setup_script(router: Router, base_url: str, options: SetupOptions, password:
         "",
         f"# 3. The {service} service on port {router.port}.",
         f"/ip service set {service} disabled=no port={router.port}{address_attr}",
+        *([f"/ip service set {'api' if router.use_tls else 'api-ssl'} address={address}"] if tunnel else []),
         "",
         "# 4. Walled garden: customers reach the portal before they have paid.",
         *walled_garden_lines(host, comment),
@@ -147,6 +154,46 @@ def setup_script(router: Router, base_url: str, options: SetupOptions, password:
         "",
     ]
     return "\n".join(lines)
+
+
+def tunnel_lines(router: Router, tunnel: TunnelSetup, comment: str) -> list[str]:
+    """RouterOS 7: the router dials the portal's hub, and its API answers only the hub's address.
+
+    Each line is whole on its own (a pasted terminal line forgets the previous line's :local) and
+    guarded by a find, so pasting the script again changes nothing.
+    """
+    iface = ros_str(tunnel.interface)
+    hub_key = ros_str(tunnel.hub_public_key)
+    peer = f"[find interface={iface} public-key={hub_key}]"
+    hub = tunnel.hub_address
+    rule = ros_str(f"voucher portal api {router.slug}")
+    port = router.port
+    return [
+        "# 0. The management tunnel to the portal (RouterOS 7). RouterOS 6 has no WireGuard: such a router",
+        "#    needs a public address, or pull sync.",
+        ':if ([:pick [/system resource get version] 0 1] = "6") do={ :error "voucher portal: RouterOS 6 has no WireGuard; '
+        'give this router a public address or use pull sync" }',
+        "# On RouterOS 7.17+ the device-mode must allow the hotspot (home and basic modes turn it off;",
+        "# only a button press on site changes the mode).",
+        ':do { :local m [/system device-mode get mode]; :if ($m = "home" || $m = "basic") do={ :put ("voucher portal: '
+        'device-mode is " . $m . ", which turns the hotspot off: run /system device-mode update mode=advanced and press '
+        'the reset button within 5 minutes") } } on-error={}',
+        f":if ([:len [/interface wireguard find name={iface}]] = 0) do={{ /interface wireguard add name={iface} "
+        f"listen-port={ROUTER_WG_LISTEN_PORT} mtu=1420 private-key={ros_str(tunnel.router_private_key)} {comment} }}",
+        f"/interface wireguard set [find name={iface}] private-key={ros_str(tunnel.router_private_key)}",
+        f":if ([:len [/interface wireguard peers find interface={iface} public-key={hub_key}]] = 0) do={{ "
+        f"/interface wireguard peers add interface={iface} public-key={hub_key} allowed-address={hub}/32 {comment} }}",
+        f"/interface wireguard peers set {peer} endpoint-address={ros_str(tunnel.endpoint_host)} "
+        f"endpoint-port={tunnel.endpoint_port} allowed-address={hub}/32 persistent-keepalive=25s",
+        f":if ([:len [/ip address find interface={iface} address={ros_str(tunnel.router_address)}]] = 0) do={{ "
+        f"/ip address add address={tunnel.router_address} interface={iface} {comment} }}",
+        "# The API from the hub only, accepted before any drop rule in the input chain.",
+        f":if ([:len [/ip firewall filter find comment={rule}]] = 0) do={{ /ip firewall filter add chain=input "
+        f"action=accept in-interface={iface} src-address={hub} protocol=tcp dst-port={port} comment={rule} }}",
+        f":do {{ :local ids [/ip firewall filter find dynamic=no]; :local ours [/ip firewall filter find comment={rule}]; "
+        f":if ([:len $ids] > 1 && ($ids->0) != ($ours->0)) do={{ /ip firewall filter move ($ours->0) ($ids->0) }} }}",
+        "",
+    ]
 
 
 def header_lines(router: Router, base_url: str, what: str) -> list[str]:

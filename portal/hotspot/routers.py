@@ -19,6 +19,8 @@ from ..models import ROUTER_STATES, Activation, Router, User, utcnow
 from ..routeros import hotspot
 from ..routeros.connection import RouterConnection, RouterCredentials, RouterPool
 from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed, RouterUnreachable
+from ..tunnel import peers as tunnel_peers
+from ..tunnel import status as tunnel_status
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,12 @@ def create_router(
     use_tls: bool = False,
     hotspot_server: str | None = None,
     slug: str | None = None,
+    tunnel: bool = False,
 ) -> Router:
-    """Add a router with its API password encrypted; the caller commits."""
+    """Add a router with its API password encrypted; the caller commits.
+
+    ``tunnel``: reached over the WireGuard hub; ``host`` is ignored and becomes the router's pool
+    address (raises tunnel.pool.TunnelNotConfigured or PoolExhausted)."""
     router = Router(
         owner_id=owner.id,
         name=name,
@@ -99,7 +105,23 @@ def create_router(
     )
     router.api_password = password
     db.session.add(router)
+    if tunnel:
+        tunnel_peers.enable_tunnel(router)
     return router
+
+
+def set_connection_mode(router: Router, mode: str, host: str | None = None) -> None:
+    """direct (at ``host``, which it needs) or tunnel (its pool address, which it keeps when it
+    switches back). The caller commits; the pooled connection follows the new host on next use."""
+    if mode == "tunnel":
+        tunnel_peers.enable_tunnel(router)
+    elif mode == "direct":
+        if not host:
+            raise ValueError("a router reached directly needs its address")
+        router.connection_mode, router.host = "direct", host
+    else:
+        raise ValueError(f"unknown connection mode {mode!r}")
+    router_pool().discard(router.id)
 
 
 # --- dashboard: edit, disable, test, live sessions -------------------------------------------
@@ -169,17 +191,31 @@ def check_connection(router: Router) -> ConnectionReport:
             _refuse_internal_host(creds.host, router.slug)
         report = _read_report(creds, router.slug, router.hotspot_server)
     except RouterError as exc:
-        router.last_error = str(exc)[:500]
+        worded = _over_the_tunnel(router, exc)
+        router.last_error = str(worded)[:500]
         if isinstance(exc, RouterLoginFailed):
             router.login_refused_at = utcnow()
         db.session.commit()
-        raise
+        if worded is exc:
+            raise
+        raise worded from exc
     router.last_seen_at = utcnow()
     router.last_error = None
     router.login_refused_at = None
     report = _learn_dns_name(router, report)
     db.session.commit()
     return report
+
+
+def _over_the_tunnel(router: Router, exc: RouterError) -> RouterError:
+    """A tunnel router that cannot be reached: say what the hub knows, not "check the address"."""
+    state = tunnel_status.tunnel_state(router)
+    if state is None or not isinstance(exc, RouterUnreachable):
+        return exc
+    return RouterUnreachable(
+        f"could not reach the router over the tunnel ({state.words}); check that it is on and online and that "
+        "its setup script was pasted", router_label=router.slug,
+    )
 
 
 def _learn_dns_name(router: Router, report: ConnectionReport) -> ConnectionReport:

@@ -6,11 +6,12 @@ import sqlalchemy as sa
 
 from ..core.crypto import rotate_secret
 from ..core.extensions import db
-from ..models import Paybill, Router
+from ..models import Paybill, Router, TunnelHub
 
 ENCRYPTED_COLUMNS = {
     Paybill: ("consumer_key_encrypted", "consumer_secret_encrypted", "passkey_encrypted", "access_token_encrypted", "webhook_token_encrypted"),
-    Router: ("api_password_encrypted",),
+    Router: ("api_password_encrypted", "wg_private_key_encrypted"),
+    TunnelHub: ("private_key_encrypted",),
 }
 
 

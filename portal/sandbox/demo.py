@@ -39,6 +39,10 @@ DEMO_ADMIN = ("admin@example.com", "admin-password-123")  # the Owners page: loc
 DEMO_SLUG = "demo-cafe"
 PULL_SLUG = "demo-kiosk"  # a second router that syncs by pull, as a RouterOS 6 box behind NAT would
 PULL_INTERVAL_S = 5
+# A third router, reached over the WireGuard tunnel (issue 13). No router dials the demo's hub, so it
+# shows "never connected"; its setup page shows the one script an owner pastes.
+TUNNEL_SLUG = "demo-rooftop"
+TUNNEL_ENDPOINT = "vpn.demo-portal.example:51820"
 CONSUMER_KEY, CONSUMER_SECRET = "demo-consumer-key", "demo-consumer-secret"
 SANDBOX_SHORTCODE = "174379"
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             "PORTAL_SCHEDULER": "inline",
             "PORTAL_OPEN_SIGNUP": True,
             "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port, "PORTAL_MAIL_USE_TLS": False,
+            "PORTAL_TUNNEL_ENDPOINT": TUNNEL_ENDPOINT,
         }
     )
     with app.app_context():
@@ -178,6 +183,8 @@ def _seed(router_box: SandboxRouter) -> str:
     )
     router.wifi_name = "DemoCafe-WiFi"
     _kiosk, token = create_pull_router(owner=owner, name="Demo Kiosk", interval_s=PULL_INTERVAL_S, slug=PULL_SLUG)
+    create_router(owner=owner, name="Demo Rooftop (behind CGNAT)", host="", port=8728, username="voucher-portal",
+                  password="set-by-the-setup-script", slug=TUNNEL_SLUG, tunnel=True)
     for order, (name, price, duration, data, rate) in enumerate(PLANS):
         db.session.add(Plan(owner_id=owner.id, name=name, price=price, duration_s=duration,
                             data_limit_bytes=data, rate_limit=rate, sort_order=order,
@@ -255,7 +262,9 @@ def _announce(
         f"  Open the router's login page:  {hotspot.login_url}\n"
         f"  (or the portal directly:       {portal_url}/r/{DEMO_SLUG})\n"
         f"  A router that syncs by pull:   {kiosk_hotspot.login_url}\n"
-        f"  (every {PULL_INTERVAL_S} s; the wait page says how long it can take)\n\n"
+        f"  (every {PULL_INTERVAL_S} s; the wait page says how long it can take)\n"
+        f"  A router over the WireGuard tunnel: {portal_url}/dashboard/routers (Demo Rooftop; its setup page has the\n"
+        "  one RouterOS 7 script; it stays \"never connected\" here, as no router dials the demo's hub)\n\n"
         "  Pick \"1 Hour – KES 10\", type 0712 345 678, and watch the wait page.\n"
         f"  Test numbers (the last five digits are the M-Pesa result code):\n{numbers}\n"
         f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox  (C2B URLs registered for {SANDBOX_SHORTCODE})\n"
