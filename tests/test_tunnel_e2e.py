@@ -186,6 +186,31 @@ def test_one_router_cannot_reach_another_routers_tunnel_address(app, lab, shop):
     assert forwarding == "0"
 
 
+def test_a_router_reaches_no_service_on_the_portal_host(app, lab, shop):  # type: ignore[no-untyped-def]
+    """Only the replies to the portal's own API connections come back in: a service listening on
+    every address of the hub host (the web app, PostgreSQL, SSH…) is refused to a router."""
+    from portal.tunnel import pool
+
+    router = _tunnel_router(shop, "Curious site")
+    script = _script_from_cli(app, router)
+    _start_hub(app, lab)
+    site = lab.add_site()
+    tun = lab.configure_router(site, script)
+    assert wait_until(lambda: _handshake_recorded(router.id), timeout=20)
+    hub_ip = str(pool.hub_address())
+    listener = lab.hub.start(PYTHON, "-m", "http.server", "--bind", "0.0.0.0", "18080", log=lab.tmp / "hub-service.log")
+    assert wait_until(lambda: lab.hub.exec(PYTHON, "-m", "portal.sandbox.tunnel_lab", "connect", "--host", hub_ip,
+                                           "--port", "18080", "--timeout", "1", check=False).returncode == 0, timeout=10)
+
+    refused = site.exec(PYTHON, "-m", "portal.sandbox.tunnel_lab", "connect", "--host", hub_ip, "--port", "18080",
+                        "--timeout", "3", check=False)
+    assert refused.returncode == 1, "the router reached a service on the hub host"
+    assert _probe(lab, tun), "the portal's own API connection to the router still works"
+    rules = lab.hub.exec("nft", "list", "table", "inet", f"portal_tunnel_{lab.hub.interface}").stdout
+    assert "ct state established,related accept" in rules and "drop" in rules
+    listener.terminate()
+
+
 def test_key_rotation_keeps_the_router_reachable_and_drops_the_old_peer(app, lab, shop):  # type: ignore[no-untyped-def]
     router = _tunnel_router(shop)
     script = _script_from_cli(app, router)

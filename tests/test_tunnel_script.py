@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from portal.hotspot import router_setup
 from portal.hotspot.rsc import comment_text, ros_str
 from portal.models import Router
@@ -115,3 +117,20 @@ def test_hostile_values_never_reach_the_tunnel_script_unquoted():
 def test_a_direct_router_gets_no_tunnel_lines():
     script = router_setup.setup_script(_router(connection_mode="direct"), BASE, router_setup.SetupOptions(), "pw")
     assert "wireguard" not in script and "device-mode" not in script
+
+
+@pytest.mark.parametrize("name", ['wg"; flush ruleset; "', "wg\nportal", "wg portal", "x" * 16, ""])
+def test_the_hubs_isolation_rules_refuse_an_interface_name_that_could_break_out(name):
+    from portal.tunnel import wg
+
+    with pytest.raises(wg.WgError):
+        wg.guard_ruleset(name)
+
+
+def test_the_hubs_isolation_rules_replace_themselves_atomically():
+    from portal.tunnel import wg
+
+    rules = wg.guard_ruleset("wg-portal").splitlines()
+    assert rules[:2] == ["table inet portal_tunnel_wg_portal", "delete table inet portal_tunnel_wg_portal"]
+    assert '    iifname "wg-portal" ct state established,related accept' in rules
+    assert rules.index('    iifname "wg-portal" ct state established,related accept') < rules.index('    iifname "wg-portal" counter drop')

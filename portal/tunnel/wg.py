@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -79,11 +80,13 @@ def interface_kind(name: str) -> str:
 
 
 def prepare_interface(name: str, address_cidr: str) -> None:
-    """Address on, link up, and no forwarding of packets that arrive on it (routers never reach each other).
+    """Isolation rules, address on, link up, and no forwarding of packets that arrive on it (routers
+    never reach each other nor the host's services).
 
     Each step leaves a correct interface as it is: `ip address replace` and `ip link set up` change
     nothing that is already so, so the tunnels keep running.
     """
+    guard_host(name)  # before the link is up: never a moment when routers could reach the host
     _run(["ip", "address", "replace", address_cidr, "dev", name])
     _run(["ip", "link", "set", "dev", name, "up"])
     disable_forwarding(name)
@@ -99,6 +102,48 @@ def disable_forwarding(name: str) -> None:
             path.write_text("0\n")
     except OSError as exc:
         raise WgError(f"cannot turn forwarding off on {name}: {exc.strerror}") from exc
+
+
+_SAFE_INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # Linux IFNAMSIZ; nothing that could end a quoted string
+
+
+def guard_table(name: str) -> str:
+    return "portal_tunnel_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def guard_ruleset(name: str) -> str:
+    """nftables rules for the hub interface: what arrives on it reaches this host only as an answer
+    to a connection the portal opened (the API client's), and nothing is forwarded to or from it.
+    So a router reaches neither another router nor any service on the portal host (the web app,
+    PostgreSQL, SSH), whatever the host's other firewall says. The first two lines make the
+    replacement atomic: the table is never absent, even for a moment."""
+    if not _SAFE_INTERFACE.match(name):
+        raise WgError(f"interface name {name[:20]!r} is not a plain interface name")
+    table = guard_table(name)
+    return "\n".join([
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"table inet {table} {{",
+        "  chain input {",
+        "    type filter hook input priority filter; policy accept;",
+        f'    iifname "{name}" ct state established,related accept',
+        f'    iifname "{name}" counter drop',
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy accept;",
+        f'    iifname "{name}" counter drop',
+        f'    oifname "{name}" counter drop',
+        "  }",
+        "}",
+        "",
+    ])
+
+
+def guard_host(name: str) -> None:
+    """Install (or put back) the rules of ``guard_ruleset``; every pass, so a flushed ruleset heals."""
+    if shutil.which("nft") is None:
+        raise WgToolMissing("nft is not installed: the hub will not run without its isolation rules; run scripts/install-wireguard")
+    _run(["nft", "-f", "-"], stdin=guard_ruleset(name))
 
 
 def forwarding_enabled(name: str) -> bool | None:
