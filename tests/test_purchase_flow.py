@@ -64,7 +64,7 @@ def test_purchase_over_http_puts_the_voucher_user_on_the_router(shop, customer, 
     assert push["Amount"] == 10
     assert "mpesa" not in push["CallBackURL"].lower() and "safaricom" not in push["CallBackURL"].lower()
     # The device the router handed over is logged in by the API as well.
-    assert any(s["user"] == code for s in router_box.active.values())
+    assert wait_until(lambda: any(s["user"] == code for s in router_box.active.values()))  # the device login follows the activation
 
 
 def test_every_initiation_field_is_recorded(shop, customer, daraja, worker):
@@ -103,7 +103,7 @@ def test_wait_page_logs_the_browser_in_at_the_router(shop, customer, daraja, rou
         login = requests.post(hs.login_url, data=fields, allow_redirects=False, timeout=5)
 
         assert login.status_code == 302 and login.headers["Location"] == "http://example.com/welcome"
-        assert any(s["user"] == code and s["mac-address"] == "AA:BB:CC:DD:EE:02" for s in router_box.active.values())
+        assert wait_until(lambda: any(s["user"] == code and s["mac-address"] == "AA:BB:CC:DD:EE:02" for s in router_box.active.values()))  # the device login follows the activation
 
 
 def test_till_purchase_uses_buy_goods_and_activates(make_owner, make_paybill, make_router, make_plan, customer, daraja, router_box, worker):

@@ -309,7 +309,12 @@ def run_activation(activation_id: int, *, worker_id: str | None = None) -> bool:
         log.exception("activation %s crashed", activation_id)
         _record_failure(work, exc)
         return False
-    return _record_success(work)
+    done = _record_success(work)
+    if done and work.kind == "activate":
+        # After the voucher counts as active, not before: the customer's page moves on after one
+        # router command (the user added), and logging the device in is a convenience on top.
+        _login_device_if_known(conn, work)
+    return done
 
 
 def _load_work(activation_id: int, worker_id: str | None) -> tuple[ActivationWork, RouterConnection] | None:
@@ -370,7 +375,6 @@ def _do_router_work(work: ActivationWork, conn: RouterConnection) -> None:
         profiles.forget(work.router_id)  # our profile is gone from the router (reset?): recreate it
         profiles.ensure(conn, work)
         _add_user(conn, work)
-    _login_device_if_known(conn, work)
 
 
 def _add_user(conn: object, work: ActivationWork) -> None:
