@@ -62,6 +62,7 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
         "TESTING": False,
     }
     settings.update(_owner_self_service(env))
+    settings.update(_money_settings(env))
     settings.update(overrides or {})
     if settings["PORTAL_ROUTER_CA_FILE"] and not os.path.isfile(settings["PORTAL_ROUTER_CA_FILE"]):
         raise ConfigError(f"PORTAL_ROUTER_CA_FILE names {settings['PORTAL_ROUTER_CA_FILE']}, which is not a file")
@@ -95,6 +96,30 @@ def _owner_self_service(env: Mapping[str, str]) -> dict[str, Any]:
         "PORTAL_MAIL_PASSWORD": env.get("PORTAL_MAIL_PASSWORD", ""),
         "PORTAL_MAIL_SENDER": env.get("PORTAL_MAIL_SENDER", "Wi-Fi portal <no-reply@localhost>"),
         "PORTAL_MAIL_TIMEOUT_S": _float(env, "PORTAL_MAIL_TIMEOUT_S", 10.0),
+    }
+
+
+def _money_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Issue 15: the owner ledger, B2C payouts and refunds."""
+    percent = _float(env, "PORTAL_COMMISSION_PERCENT", 5.0)
+    if not 0 <= percent <= 100:
+        raise ConfigError(f"PORTAL_COMMISSION_PERCENT must be between 0 and 100, not {percent}")
+    return {
+        # The platform's cut of a sale, fixed on each sale when it is posted (owners may have their own).
+        "PORTAL_COMMISSION_PERCENT": percent,
+        # Safaricom's M-Pesa public certificate per environment (SecurityCredential = the initiator
+        # password RSA-encrypted with it); a paybill's own --certificate overrides it.
+        "PORTAL_B2C_CERT_SANDBOX": env.get("PORTAL_B2C_CERT_SANDBOX", ""),
+        "PORTAL_B2C_CERT_PRODUCTION": env.get("PORTAL_B2C_CERT_PRODUCTION", ""),
+        # Scheduled payouts: owners whose balance is at least this much, on this weekday (0 = Monday).
+        "PORTAL_PAYOUT_MINIMUM": _int(env, "PORTAL_PAYOUT_MINIMUM", 500),
+        "PORTAL_PAYOUT_WEEKDAY": _int(env, "PORTAL_PAYOUT_WEEKDAY", 0),
+        # "1": an admin approves every payout before it is sent.
+        "PORTAL_PAYOUT_REQUIRES_APPROVAL": _flag(env, "PORTAL_PAYOUT_REQUIRES_APPROVAL", default=True),
+        # B2C requests per second the platform's Daraja app may make (the batch paces itself to it).
+        "PORTAL_B2C_REQUESTS_PER_S": _float(env, "PORTAL_B2C_REQUESTS_PER_S", 5.0),
+        # A sent transfer with no result after this long is asked about with Transaction Status.
+        "PORTAL_B2C_RESULT_WAIT_S": _int(env, "PORTAL_B2C_RESULT_WAIT_S", 120),
     }
 
 
