@@ -162,12 +162,15 @@ def send_transfer(model: type, transfer_id: int, *, now: datetime | None = None)
     if claimed != 1:
         return "not_due"
     transfer = db.session.get(model, transfer_id)
+    phone, amount, remarks = transfer.phone or "", transfer.amount, _remarks(transfer)
     try:
+        # Plain values only from here: touching an expired row would open a transaction (on SQLite
+        # a write lock) that the token store's own connection would then wait on.
         call = _prepare(paybill_id)
         accepted = b2c.b2c_payment(
             call.daraja.client, call.daraja.account, call.daraja.tokens, call.initiator,
-            originator_conversation_id=originator_id, phone=transfer.phone or "", amount=transfer.amount,
-            remarks=_remarks(transfer), result_url=call.urls["result"], timeout_url=call.urls["timeout"],
+            originator_conversation_id=originator_id, phone=phone, amount=amount,
+            remarks=remarks, result_url=call.urls["result"], timeout_url=call.urls["timeout"],
         )
     except b2c.B2CDuplicate:
         return _mark_unknown(model, transfer_id, originator_id, now, "Daraja already has this request")

@@ -191,10 +191,10 @@ def run_payouts(*, now: datetime | None = None, scheduled: bool = False, rate_pe
         settings = phones.get(owner.id)
         if owner.id in open_payouts:
             lines.append((owner, f"payout {open_payouts[owner.id]} already on its way (balance KES {balance})", None))
-        elif settings is None or settings.payout_phone_confirmed_at is None:
-            lines.append((owner, f"no confirmed payout phone (balance KES {balance})", None))
         elif balance < minimum:
             lines.append((owner, f"below the KES {minimum} minimum (balance KES {balance})", None))
+        elif settings is None or settings.payout_phone_confirmed_at is None:
+            lines.append((owner, f"no confirmed payout phone (balance KES {balance})", None))
         else:
             try:
                 payout = request_payout(owner, actor="payouts run", now=now)
