@@ -280,3 +280,20 @@ def test_two_workers_sending_at_once_send_one_b2c_request(app, platform_shop, da
     assert _wait_state(Payout, payout.id).state == "completed"
     assert len([p for p in daraja.b2c.payments if p["Amount"] == 1000]) == 1
     assert db.session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "payout")) == 1
+
+
+def test_our_timeout_is_not_a_failure_and_the_payout_is_never_sent_again(platform_shop, daraja):
+    _confirmed_phone(platform_shop)
+    _credit(platform_shop, 650)
+    payout = payouts.request_payout(platform_shop.owner, actor="test")
+    daraja.fail_mode = "hang"  # the request reaches Daraja, whose answer comes after our timeout
+    release = threading.Timer(2.5, lambda: setattr(daraja, "fail_mode", None))
+    release.start()
+    assert b2c_transfers.send_transfer(Payout, payout.id) == "unknown"
+    assert _fresh(Payout, payout.id).state == "sent" and _fresh(Payout, payout.id).outcome_unknown
+    assert b2c_transfers.send_transfer(Payout, payout.id) == "not_due"  # a sent payout is never sent again
+    release.join()
+    assert _wait_state(Payout, payout.id).state == "completed"  # its Result came after all
+    assert b2c_transfers.query_unknown_transfers()["asked"] == 0  # nothing left to ask about
+    assert len([p for p in daraja.b2c.payments if p["Amount"] == 650]) == 1
+    assert ledger.balance(platform_shop.owner.id) == 0
