@@ -74,3 +74,10 @@ def test_after_the_router_login_the_demo_lands_on_a_you_are_online_page(router_b
     assert hotspot.logins[-1]["error"] is None, hotspot.logins
     assert link_orig == f"{hotspot.base_url}/status"
     assert landed.url == link_orig and "You are online" in landed.text
+
+
+def test_demo_pays_the_platform_paybill_owner_out_end_to_end(smoke):
+    # Issue 15: a week of sales on the platform's paybill, less 5 % commission, paid out by B2C
+    # through the sandbox after the phone check payout and an admin's approval.
+    result, _ = smoke
+    assert "smoke: payout completed KES 1316 receipt " in result.stdout
