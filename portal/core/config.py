@@ -118,6 +118,7 @@ def _money_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "PORTAL_PAYOUT_REQUIRES_APPROVAL": _flag(env, "PORTAL_PAYOUT_REQUIRES_APPROVAL", default=True),
         # B2C requests per second the platform's Daraja app may make (the batch paces itself to it).
         "PORTAL_B2C_REQUESTS_PER_S": _float(env, "PORTAL_B2C_REQUESTS_PER_S", 5.0),
+        "PORTAL_B2C_SEND_THREADS": _int(env, "PORTAL_B2C_SEND_THREADS", 8),  # payouts in flight at once
         # A sent transfer with no result after this long is asked about with Transaction Status.
         "PORTAL_B2C_RESULT_WAIT_S": _int(env, "PORTAL_B2C_RESULT_WAIT_S", 120),
     }

@@ -63,9 +63,10 @@ def balance_page():  # type: ignore[no-untyped-def]
     recent = db.session.scalars(sa.select(Payout).where(Payout.owner_id == owner.id)
                                 .order_by(Payout.created_at.desc(), Payout.id.desc()).limit(PAYOUTS_SHOWN)).all()
     args = {k: v for k, v in request.args.items() if k != "before"}
+    totals = ledger.totals(owner.id)
     return render_template(
-        "dashboard/ledger/balance.html", form=form, owner=owner, overview=None, totals=ledger.totals(owner.id),
-        available=payouts.available(owner.id), entries=entries, describe=ledger.describe,
+        "dashboard/ledger/balance.html", form=form, owner=owner, overview=None, totals=totals,
+        available=payouts.available(owner.id, totals.balance), entries=entries, describe=ledger.describe,
         next_before=entries[-1].id if more and entries else None, args=args,
         payout_phone=phone, phone_confirmed=confirmed, payouts=recent,
         phone_form=PayoutPhoneForm(formdata=None), payout_form=RequestPayoutForm(formdata=None),

@@ -413,6 +413,18 @@ def ask_status(model: type, transfer_id: int, originator_id: str, paybill_id: in
     db.session.commit()
 
 
+def warm_up_token(paybill_id: int | None) -> None:
+    """Fetch the paybill's Daraja token now, if it has none fresh: a batch's first sends would
+    otherwise all wait on one fetch and then start at once, over Daraja's rate."""
+    if paybill_id is None:
+        return
+    try:
+        call = _prepare(paybill_id)
+        call.daraja.client.access_token(call.daraja.account, call.daraja.tokens)
+    except (DarajaError, B2CNotConfigured) as exc:
+        log.warning("b2c token warm-up for paybill %s failed: %s", paybill_id, exc)  # each send reports its own
+
+
 def query_now(model: type, transfer_id: int) -> bool:
     """An admin's "ask M-Pesa now" for a sent transfer."""
     transfer = db.session.get(model, transfer_id)
