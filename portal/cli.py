@@ -340,6 +340,12 @@ def paybill_b2c(shortcode: str, initiator_name: str, initiator_password: str, ce
                f"result URL {b2c_transfers.b2c_urls(found)['result']}")
 
 
+@ledger.command("checkpoint", help="Append balance checkpoints for owners with many new entries (the "
+                "checkpoint_ledger job does this every 10 minutes); balances stay sums of entries.")
+def ledger_checkpoint() -> None:
+    click.echo(f"{money_ledger.checkpoint_balances()['checkpoints']} owners checkpointed")
+
+
 @owner.command("payout-phone", help="Set the phone an owner's payouts go to; a KES 10 test payout confirms it.")
 @click.option("--email", required=True)
 @click.option("--phone", required=True, help="07… or 2547…")

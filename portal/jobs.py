@@ -68,6 +68,7 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
 # Issue 15: sales into the ledger, B2C transfers whose outcome is unknown, the weekly payouts.
 JOBS.update({
     "post_ledger_sales": (ledger.post_sales, {"minutes": 1}),
+    "checkpoint_ledger": (ledger.checkpoint_balances, {"minutes": 10}),
     "query_unknown_b2c": (b2c_transfers.query_unknown_transfers, {"seconds": 30}),
     "send_approved_b2c": (lambda: {"sent": len(payouts.send_approved())}, {"minutes": 1}),
     "scheduled_payouts": (payouts.scheduled_run, {"hours": 24}),

@@ -602,6 +602,8 @@ class LedgerEntry(db.Model):
         # Balance: SUM(amount) per owner and account read from the index alone on PostgreSQL.
         sa.Index("ix_ledger_owner_account", "owner_id", "account", postgresql_include=["amount"]),
         sa.Index("ix_ledger_owner_created", "owner_id", "created_at", "id"),  # the statement, paged
+        # What came after an owner's last checkpoint, summed from the index alone on PostgreSQL.
+        sa.Index("ix_ledger_owner_id", "owner_id", "id", postgresql_include=["account", "kind", "amount"]),
         sa.CheckConstraint("kind <> 'adjustment' OR reason IS NOT NULL", name="ledger_adjustment_has_reason"),
     )
 
@@ -615,6 +617,27 @@ class LedgerEntry(db.Model):
     receipt: Mapped[str | None] = mapped_column(sa.String(20))  # M-Pesa receipt of a sale, payout or refund
     commission_bp: Mapped[int | None]  # commission entries: the rate used, in basis points (1000 = 10 %)
     reason: Mapped[str | None] = mapped_column(sa.String(300))  # adjustments: the admin's words
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LedgerCheckpoint(db.Model):
+    """An owner's entries summed per account and kind up to (and including) entry ``up_to_id``:
+    appended by a job, never updated, and always re-derivable from the entries (``ledger.verify``).
+    A balance is the last checkpoint plus the entries after it, so it stays a sum of entries and
+    costs the same with a million of them."""
+
+    __tablename__ = "ledger_checkpoints"
+    __table_args__ = (
+        sa.UniqueConstraint("owner_id", "up_to_id", "account", "kind", name="uq_ledger_checkpoint"),
+        sa.Index("ix_ledger_checkpoint_owner", "owner_id", "up_to_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    up_to_id: Mapped[int]
+    account: Mapped[str] = mapped_column(sa.String(8))
+    kind: Mapped[str] = mapped_column(sa.String(12))
+    total: Mapped[int] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

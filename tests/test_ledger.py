@@ -3,6 +3,8 @@ once; own-paybill sales only post the commission owed to the platform; CLI and a
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -74,3 +76,17 @@ def test_an_adjustment_needs_a_reason_and_links_to_its_audit_row(app, platform_s
     assert entry.source_type == "audit" and entry.reason.startswith("cash sale")
     assert ledger.balance(platform_shop.owner.id) == 50
     assert ledger.entries_without_source() == 0
+
+
+def test_checkpoints_keep_the_balance_a_sum_of_entries(app, platform_shop, make_owner):
+    admin = make_owner(admin=True)
+    for n in range(3):
+        ledger.adjust(platform_shop.owner, 10 + n, f"entry {n}", actor=admin)
+    assert ledger.checkpoint_balances(settle=timedelta(0), min_new=2) == {"checkpoints": 1}
+    assert ledger.checkpoint_balances(settle=timedelta(0), min_new=2) == {"checkpoints": 0}
+    ledger.adjust(platform_shop.owner, -5, "after the checkpoint", actor=admin)
+    assert ledger.balance(platform_shop.owner.id) == 10 + 11 + 12 - 5
+    assert ledger.totals(platform_shop.owner.id).adjustments == 28
+    assert ledger.verify(platform_shop.owner.id)
+    out = _run(app, "ledger", "checkpoint")
+    assert "0 owners checkpointed" in out  # the new entry is younger than the settle time

@@ -76,6 +76,7 @@ def test_every_owner_balance_is_the_sum_of_its_sources_after_a_mixed_run(
         t = ledger.totals(owner.id)
         assert t.balance == t.sales - t.commission - t.payouts - t.refunds + t.adjustments
         assert t.balance == ledger.balance(owner.id)
+        assert ledger.verify(owner.id)
         on_platform = sa.select(Paybill.id).where(Paybill.owner_id.is_(None))
         received = db.session.scalars(sa.select(Payment).where(
             Payment.owner_id == owner.id, Payment.amount > 0, Payment.paybill_id.in_(on_platform),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.extensions import db
-from ..models import AuditLog, LedgerEntry, OwnerMoneySettings, Paybill, Payment, Payout, Refund, User, utcnow
+from ..models import AuditLog, LedgerCheckpoint, LedgerEntry, OwnerMoneySettings, Paybill, Payment, Payout, Refund, User, utcnow
 from ..owners import audit
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,76 @@ def adjust(owner: User, amount: int, reason: str, *, actor: User | str, source_i
 # --- reading ------------------------------------------------------------------------------------
 
 
+def _last_checkpoint(owner_id: int) -> int | None:
+    return db.session.scalar(sa.select(sa.func.max(LedgerCheckpoint.up_to_id)).where(LedgerCheckpoint.owner_id == owner_id))
+
+
+def _checkpoint_sums(owner_id: int, up_to: int | None) -> dict[tuple[str, str], int]:
+    if up_to is None:
+        return {}
+    return {(account, kind): int(total) for account, kind, total in db.session.execute(
+        sa.select(LedgerCheckpoint.account, LedgerCheckpoint.kind, LedgerCheckpoint.total)
+        .where(LedgerCheckpoint.owner_id == owner_id, LedgerCheckpoint.up_to_id == up_to))}
+
+
+def _add_entries(sums: dict[tuple[str, str], int], owner_id: int, *where: sa.ColumnElement[bool]) -> None:
+    for account, kind, total in db.session.execute(
+        sa.select(LedgerEntry.account, LedgerEntry.kind, sa.func.sum(LedgerEntry.amount))
+        .where(LedgerEntry.owner_id == owner_id, *where).group_by(LedgerEntry.account, LedgerEntry.kind)
+    ):
+        sums[(account, kind)] = sums.get((account, kind), 0) + int(total or 0)
+
+
+def _sums(owner_id: int) -> dict[tuple[str, str], int]:
+    """{(account, kind): total}: the last checkpoint plus every entry after it (see LedgerCheckpoint)."""
+    up_to = _last_checkpoint(owner_id)
+    sums = _checkpoint_sums(owner_id, up_to)
+    _add_entries(sums, owner_id, LedgerEntry.id > (up_to or 0))
+    return sums
+
+
+def verify(owner_id: int) -> bool:
+    """The checkpointed sums agree with the entries themselves (the invariant tests ask this)."""
+    raw: dict[tuple[str, str], int] = {}
+    _add_entries(raw, owner_id)
+    return {k: t for k, t in _sums(owner_id).items() if t} == {k: t for k, t in raw.items() if t}
+
+
 def balance(owner_id: int, account: str = "balance") -> int:
-    return int(db.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0))
-        .where(LedgerEntry.owner_id == owner_id, LedgerEntry.account == account)
-    ) or 0)
+    return sum(total for (acct, _), total in _sums(owner_id).items() if acct == account)
+
+
+CHECKPOINT_SETTLE = timedelta(minutes=5)
+CHECKPOINT_EVERY = 1000
+
+
+def checkpoint_balances(*, settle: timedelta = CHECKPOINT_SETTLE, min_new: int = CHECKPOINT_EVERY,
+                        now: datetime | None = None) -> dict[str, int]:
+    """Append a checkpoint for each owner with at least ``min_new`` entries after their last one.
+
+    It covers entries up to the newest one older than ``settle``: an entry's id is taken when its
+    transaction inserts it, and every transaction that posts entries lasts milliseconds, so no
+    entry with a lower id can still be uncommitted by then. Safe to run twice at once (the second
+    insert of the same checkpoint is ignored). Commits per owner."""
+    cutoff = (now or utcnow()) - settle
+    last = (sa.select(sa.func.coalesce(sa.func.max(LedgerCheckpoint.up_to_id), 0))
+            .where(LedgerCheckpoint.owner_id == LedgerEntry.owner_id).scalar_subquery())
+    due = db.session.execute(
+        sa.select(LedgerEntry.owner_id, sa.func.max(LedgerEntry.id))
+        .where(LedgerEntry.id > last, LedgerEntry.created_at < cutoff)
+        .group_by(LedgerEntry.owner_id).having(sa.func.count() >= min_new)
+    ).all()
+    db.session.commit()
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    for owner_id, up_to in due:
+        previous = _last_checkpoint(owner_id)
+        sums = _checkpoint_sums(owner_id, previous)
+        _add_entries(sums, owner_id, LedgerEntry.id > (previous or 0), LedgerEntry.id <= up_to)
+        db.session.execute(dialect.insert(LedgerCheckpoint.__table__).on_conflict_do_nothing(), [
+            dict(owner_id=owner_id, up_to_id=up_to, account=a, kind=k, total=t, created_at=utcnow())
+            for (a, k), t in sums.items()])
+        db.session.commit()
+    return {"checkpoints": len(due)}
 
 
 @dataclass(frozen=True)
@@ -197,11 +262,7 @@ class Totals:
 
 
 def totals(owner_id: int) -> Totals:
-    rows = db.session.execute(
-        sa.select(LedgerEntry.account, LedgerEntry.kind, sa.func.sum(LedgerEntry.amount))
-        .where(LedgerEntry.owner_id == owner_id).group_by(LedgerEntry.account, LedgerEntry.kind)
-    ).all()
-    by = {(account, kind): int(total or 0) for account, kind, total in rows}
+    by = _sums(owner_id)
     bal = {kind: total for (account, kind), total in by.items() if account == "balance"}
     return Totals(
         sales=bal.get("sale", 0), commission=-bal.get("commission", 0), payouts=-bal.get("payout", 0),

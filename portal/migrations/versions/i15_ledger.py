@@ -71,6 +71,21 @@ def upgrade():
                     postgresql_where=sa.text("kind = 'sale' AND receipt IS NOT NULL"))
     op.create_index('ix_ledger_owner_account', 'ledger_entries', ['owner_id', 'account'], postgresql_include=['amount'])
     op.create_index('ix_ledger_owner_created', 'ledger_entries', ['owner_id', 'created_at', 'id'])
+    op.create_index('ix_ledger_owner_id', 'ledger_entries', ['owner_id', 'id'],
+                    postgresql_include=['account', 'kind', 'amount'])
+    op.create_table(
+        'ledger_checkpoints',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('owner_id', sa.Integer(), sa.ForeignKey('users.id'), nullable=False),
+        sa.Column('up_to_id', sa.Integer(), nullable=False),
+        sa.Column('account', sa.String(length=8), nullable=False),
+        sa.Column('kind', sa.String(length=12), nullable=False),
+        sa.Column('total', sa.BigInteger(), nullable=False),
+        sa.Column('created_at', UTC, nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('owner_id', 'up_to_id', 'account', 'kind', name='uq_ledger_checkpoint'),
+    )
+    op.create_index('ix_ledger_checkpoint_owner', 'ledger_checkpoints', ['owner_id', 'up_to_id'])
     op.create_table(
         'owner_money_settings',
         sa.Column('owner_id', sa.Integer(), sa.ForeignKey('users.id', ondelete='CASCADE'), nullable=False),
@@ -136,4 +151,5 @@ def downgrade():
     op.drop_table('payouts')
     op.drop_table('paybill_b2c')
     op.drop_table('owner_money_settings')
+    op.drop_table('ledger_checkpoints')
     op.drop_table('ledger_entries')
