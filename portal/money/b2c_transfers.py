@@ -24,6 +24,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -138,10 +139,12 @@ def new_originator_id(model: type, transfer_id: int, attempt: int) -> str:
     return f"{PREFIX[model]}-{transfer_id}-{attempt}-{secrets.token_hex(4)}"
 
 
-def send_transfer(model: type, transfer_id: int, *, now: datetime | None = None) -> str:
+def send_transfer(model: type, transfer_id: int, *, now: datetime | None = None,
+                  pace: Callable[[], None] | None = None) -> str:
     """Send one approved transfer. Returns what happened: sent, unknown, failed, not_due, retry_later.
 
-    Two callers at once: one claims it and sends, the other gets "not_due". Commits.
+    Two callers at once: one claims it and sends, the other gets "not_due". Commits. ``pace`` is
+    called just before the request goes out (a batch's rate limit).
     """
     now = now or utcnow()
     table = model.__table__
@@ -167,6 +170,8 @@ def send_transfer(model: type, transfer_id: int, *, now: datetime | None = None)
         # Plain values only from here: touching an expired row would open a transaction (on SQLite
         # a write lock) that the token store's own connection would then wait on.
         call = _prepare(paybill_id)
+        if pace is not None:
+            pace()
         accepted = b2c.b2c_payment(
             call.daraja.client, call.daraja.account, call.daraja.tokens, call.initiator,
             originator_conversation_id=originator_id, phone=phone, amount=amount,

@@ -159,8 +159,8 @@ def send_approved(*, limit: int = 5000, rate_per_s: float | None = None) -> dict
     def send(payout_id: int) -> str:
         with app.app_context():
             try:
-                slots.wait_for_slot()  # paced where the request starts, not where it is queued
-                return b2c_transfers.send_transfer(Payout, payout_id)
+                # Paced just before the request goes out, not where it is queued or claimed.
+                return b2c_transfers.send_transfer(Payout, payout_id, pace=slots.wait_for_slot)
             finally:
                 db.session.remove()
 
