@@ -297,3 +297,33 @@ def test_our_timeout_is_not_a_failure_and_the_payout_is_never_sent_again(platfor
     assert b2c_transfers.query_unknown_transfers()["asked"] == 0  # nothing left to ask about
     assert len([p for p in daraja.b2c.payments if p["Amount"] == 650]) == 1
     assert ledger.balance(platform_shop.owner.id) == 0
+
+
+def test_a_b2c_result_whose_processing_failed_is_reprocessed_once(app, platform_shop, daraja):
+    import json
+    from datetime import timedelta
+
+    from portal.models import utcnow
+    from portal.money import webhook_log
+
+    daraja.b2c.result_delay_s = 3600.0  # the sandbox's own Result never comes: the stored one is the only one
+    _credit(platform_shop, 400)
+    settings = ledger.money_settings(platform_shop.owner.id)
+    settings.payout_phone, settings.payout_phone_confirmed_at = "254712345678", utcnow()
+    db.session.commit()
+    payout = payouts.request_payout(platform_shop.owner, actor="test")
+    b2c_transfers.send_transfer(Payout, payout.id)
+    sent = _fresh(Payout, payout.id)
+    body = {"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "ok", "TransactionID": "TREPROC001",
+                       "OriginatorConversationID": sent.originator_conversation_id, "ConversationID": sent.conversation_id,
+                       "ResultParameters": {"ResultParameter": [{"Key": "TransactionReceipt", "Value": "TREPROC001"}]}}}
+    row = WebhookLog(kind="b2c_result", status="failed", paybill_id=platform_shop.platform_paybill.id,
+                     payload=json.dumps(body), attempts=1, received_at=utcnow() - timedelta(minutes=5))
+    db.session.add(row)
+    db.session.commit()
+    assert webhook_log.reprocess_failed()["processed"] == 1
+    done = _fresh(Payout, payout.id)
+    assert done.state == "completed" and done.receipt == "TREPROC001"
+    assert _fresh(WebhookLog, row.id).status == "processed"
+    assert webhook_log.reprocess_failed()["retried"] == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "payout")) == 1
