@@ -18,11 +18,10 @@ PLATFORM_B2C_SHORTCODE = "600997"
 INITIATOR_NAME, INITIATOR_PASSWORD = "testapi", "Safaricom999!*!"
 
 
-@pytest.fixture
-def app_overrides() -> dict[str, Any]:
-    """Tests buy from one phone back to back: the customer rate limits would refuse the second push."""
-    return {"PORTAL_RATE_LIMITS_ENABLED": False, "PORTAL_PAYOUT_REQUIRES_APPROVAL": False,
-            "PORTAL_B2C_REQUESTS_PER_S": 1000.0}
+# The money tests' app_overrides: they buy from one phone back to back (the customer rate limits
+# would refuse the second push), and payouts go out without waiting for an admin unless a test says so.
+MONEY_OVERRIDES: dict[str, Any] = {"PORTAL_RATE_LIMITS_ENABLED": False, "PORTAL_PAYOUT_REQUIRES_APPROVAL": False,
+                                   "PORTAL_B2C_REQUESTS_PER_S": 1000.0}
 
 
 @pytest.fixture

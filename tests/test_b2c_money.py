@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import threading
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -17,14 +19,13 @@ from portal.sandbox import daraja_b2c
 from portal.sandbox.daraja_b2c import sandbox_keypair
 
 from .conftest import wait_until
-from .money_support import (  # noqa: F401
-    INITIATOR_PASSWORD,
-    app_overrides,
-    b2c_certificate,
-    buy,
-    platform_shop,
-    resend_callback,
-)
+from .money_support import INITIATOR_PASSWORD, MONEY_OVERRIDES, buy, resend_callback
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    return dict(MONEY_OVERRIDES)
+
 
 PHONE = "0712 345 678"
 

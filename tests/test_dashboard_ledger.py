@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -14,7 +16,12 @@ from portal.money import ledger, payouts
 
 from .conftest import wait_until
 from .dashboard_support import flashes
-from .money_support import app_overrides, b2c_certificate, buy, platform_shop, resend_callback  # noqa: F401
+from .money_support import MONEY_OVERRIDES, buy, resend_callback
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    return dict(MONEY_OVERRIDES)
 
 
 def test_an_owner_sees_balance_statement_and_csv(app, platform_shop, customer, daraja, worker, signed_in):

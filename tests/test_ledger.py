@@ -4,14 +4,22 @@ once; own-paybill sales only post the commission owed to the platform; CLI and a
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
 from portal.models import LedgerEntry
 from portal.money import ledger
 
-from .money_support import app_overrides, b2c_certificate, buy, platform_shop, resend_callback  # noqa: F401
+from .money_support import MONEY_OVERRIDES, buy, resend_callback
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    return dict(MONEY_OVERRIDES)
+
 
 
 def _run(app, *args: str):  # type: ignore[no-untyped-def]

@@ -4,6 +4,9 @@ refunds + adjustments, each total agrees with the rows it came from, and no entr
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import sqlalchemy as sa
 
 from portal.core.extensions import db
@@ -13,7 +16,12 @@ from portal.owners.paybills import register_c2b_urls
 from portal.sandbox import daraja_b2c
 
 from .conftest import wait_until
-from .money_support import app_overrides, b2c_certificate, buy, platform_shop, resend_callback  # noqa: F401
+from .money_support import MONEY_OVERRIDES, buy, resend_callback
+
+
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    return dict(MONEY_OVERRIDES)
 
 
 def _settled(model, row_id):  # type: ignore[no-untyped-def]

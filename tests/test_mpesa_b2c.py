@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from portal.mpesa import DarajaAccount, DarajaClient, MemoryTokenStore
-from portal.mpesa.b2c import B2CDuplicate, B2CInitiator, b2c_payment, parse_result, security_credential, transaction_status
+from portal.mpesa.b2c import (
+    B2CDuplicate,
+    B2CInitiator,
+    b2c_payment,
+    parse_result,
+    security_credential,
+    transaction_status,
+)
 from portal.mpesa.errors import DarajaRejected, DarajaUnavailable
 from portal.sandbox.daraja import CallbackReceiver
 

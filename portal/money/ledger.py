@@ -25,7 +25,18 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.extensions import db
-from ..models import AuditLog, LedgerCheckpoint, LedgerEntry, OwnerMoneySettings, Paybill, Payment, Payout, Refund, User, utcnow
+from ..models import (
+    AuditLog,
+    LedgerCheckpoint,
+    LedgerEntry,
+    OwnerMoneySettings,
+    Paybill,
+    Payment,
+    Payout,
+    Refund,
+    User,
+    utcnow,
+)
 from ..owners import audit
 
 log = logging.getLogger(__name__)
