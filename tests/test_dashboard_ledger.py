@@ -82,3 +82,17 @@ def test_an_admin_approves_a_payout_from_the_queue(app, platform_shop, daraja, s
     assert wait_until(lambda: (db.session.expire_all(), db.session.get(Payout, payout.id).state)[1] == "completed")
     assert ledger.balance(platform_shop.owner.id) == 0
     assert owner_browser.get("/dashboard/payouts").status_code == 404
+
+
+def test_an_owner_gives_their_paybill_b2c_credentials_on_its_page(app, shop, signed_in):
+    from portal.models import PaybillB2C
+
+    _, b = signed_in(shop.owner)
+    page = b.get(f"/dashboard/paybills/{shop.paybill.id}").text
+    assert "refunds are recorded as done by hand" in page
+    saved = b.post(f"/dashboard/paybills/{shop.paybill.id}/b2c", {"initiator_name": "cafeapi",
+                                                                 "initiator_password": "Cafe#Secret2026"})
+    assert any("B2C credentials saved" in text for _, text in flashes(b.follow(saved).text))
+    creds = db.session.get(PaybillB2C, shop.paybill.id)
+    assert creds.initiator_password == "Cafe#Secret2026" and "Cafe#Secret2026" not in creds.initiator_password_encrypted
+    assert "Cafe#Secret2026" not in b.get(f"/dashboard/paybills/{shop.paybill.id}").text

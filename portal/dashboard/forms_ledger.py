@@ -43,3 +43,8 @@ class AdjustmentForm(ReasonForm):
     owner_id = WholeNumberField("Owner", validators=[DataRequired(), NumberRange(min=1)])
     amount = WholeNumberField("Amount (KES, minus for a debit)", validators=[DataRequired(),
                                                                              NumberRange(min=-10_000_000, max=10_000_000)])
+
+
+class PaybillB2CForm(FlaskForm):
+    initiator_name = StringField("Initiator (API operator) name", validators=[DataRequired(), Length(max=64)])
+    initiator_password = StringField("Initiator password", validators=[DataRequired(), Length(max=128)])

@@ -12,14 +12,21 @@ import sqlalchemy as sa
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 
 from ..core.extensions import db
-from ..models import LedgerEntry, Payment, Payout, Refund, User, utcnow
+from ..models import LedgerEntry, Paybill, PaybillB2C, Payment, Payout, Refund, User, utcnow
 from ..money import b2c_transfers, ledger, payouts, refunds
 from ..mpesa.errors import DarajaError
 from ..owners.scope import NAIROBI, nairobi_day_start
 from . import bp
 from .access import client_ip, get_owned_or_404, register_object_param, require_admin, signed_in_user
 from .forms import ActionForm
-from .forms_ledger import AdjustmentForm, PayoutPhoneForm, RefundForm, RequestPayoutForm, StatementFilterForm
+from .forms_ledger import (
+    AdjustmentForm,
+    PaybillB2CForm,
+    PayoutPhoneForm,
+    RefundForm,
+    RequestPayoutForm,
+    StatementFilterForm,
+)
 
 PAYOUTS_SHOWN = 20
 register_object_param("payout_id", Payout)
@@ -274,3 +281,33 @@ def refund_retry(refund_id: int):  # type: ignore[no-untyped-def]
     outcome = refunds.retry_refund(refund.id, actor=signed_in_user())
     flash(f"Refund {refund_id}: {outcome}.", "ok")
     return redirect(url_for("dashboard.payment_detail", payment_id=refund.payment_id), code=303)
+
+
+# --- a paybill's B2C credentials ------------------------------------------------------------------
+
+
+@bp.app_template_global("paybill_b2c_state")
+def paybill_b2c_state(paybill_id: int) -> dict[str, object]:
+    """For the paybill page: whether it can send B2C, and the form to give it credentials."""
+    creds = db.session.get(PaybillB2C, paybill_id)
+    return {"is_set": creds is not None, "updated_at": creds.updated_at if creds else None,
+            "form": PaybillB2CForm(formdata=None)}
+
+
+@bp.post("/paybills/<int:paybill_id>/b2c", endpoint="paybill_b2c")
+def paybill_b2c(paybill_id: int):  # type: ignore[no-untyped-def]
+    paybill = get_owned_or_404(Paybill, paybill_id)
+    form = PaybillB2CForm()
+    if not form.validate_on_submit():
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
+    else:
+        try:
+            b2c_transfers.set_b2c_credentials(paybill, initiator_name=form.initiator_name.data,
+                                              initiator_password=form.initiator_password.data, actor=signed_in_user())
+        except (ValueError, b2c_transfers.B2CNotConfigured) as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            db.session.commit()
+            flash("B2C credentials saved (encrypted): refunds from this paybill now go by M-Pesa.", "ok")
+    return redirect(url_for("dashboard.paybill_detail", paybill_id=paybill_id), code=303)
