@@ -328,3 +328,19 @@ def test_a_b2c_result_whose_processing_failed_is_reprocessed_once(app, platform_
     assert _fresh(WebhookLog, row.id).status == "processed"
     assert webhook_log.reprocess_failed()["retried"] == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "payout")) == 1
+
+
+def test_an_owners_own_paybill_with_b2c_refunds_by_mpesa_and_posts_no_balance(shop, customer, daraja, worker,
+                                                                              b2c_certificate):
+    daraja.b2c.add_initiator(shop.paybill.number, "cafeapi", "Cafe#Secret2026")
+    b2c_transfers.set_b2c_credentials(shop.paybill, initiator_name="cafeapi", initiator_password="Cafe#Secret2026",
+                                      actor="test")
+    db.session.commit()
+    paid = buy(customer, shop)
+    resend_callback(daraja, paid, new_receipt="TOWNB2C001")
+    second = db.session.scalars(sa.select(Payment).where(Payment.receipt == "TOWNB2C001")).one()
+    refund = refunds.refund_payment(shop.owner, second.id, reason="paid twice")
+    done = _wait_state(Refund, refund.id)
+    assert (done.method, done.state, done.paybill_id) == ("b2c", "completed", shop.paybill.id)
+    assert daraja.b2c.payments[-1]["PartyA"] == shop.paybill.number  # from the paybill that received the money
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "refund")) == 0
