@@ -344,3 +344,21 @@ def test_an_owners_own_paybill_with_b2c_refunds_by_mpesa_and_posts_no_balance(sh
     assert (done.method, done.state, done.paybill_id) == ("b2c", "completed", shop.paybill.id)
     assert daraja.b2c.payments[-1]["PartyA"] == shop.paybill.number  # from the paybill that received the money
     assert db.session.scalar(sa.select(sa.func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "refund")) == 0
+
+
+def test_b2c_goes_to_daraja_base_url_whatever_the_paybills_environment(app, platform_shop, daraja, b2c_certificate):
+    # A production paybill would talk to api.safaricom.co.ke; DARAJA_BASE_URL (the sandbox here) wins.
+    platform_shop.platform_paybill.environment = "production"
+    db.session.commit()
+    app.config["PORTAL_B2C_CERT_PRODUCTION"] = b2c_certificate
+    assert app.config["DARAJA_BASE_URL"] == daraja.base_url
+    _confirmed_phone(platform_shop)
+    assert ("POST", "/mpesa/b2c/v3/paymentrequest") in daraja.received
+
+
+def test_a_paybill_without_a_certificate_says_what_to_set(app, platform_shop, daraja):
+    app.config["PORTAL_B2C_CERT_SANDBOX"] = ""
+    check = payouts.set_payout_phone(platform_shop.owner, PHONE, actor="test")
+    failed = _fresh(Payout, check.id)
+    assert failed.state == "failed" and "PORTAL_B2C_CERT_SANDBOX" in failed.failure_reason
+    assert daraja.b2c.payments == []
