@@ -362,3 +362,16 @@ def test_a_paybill_without_a_certificate_says_what_to_set(app, platform_shop, da
     failed = _fresh(Payout, check.id)
     assert failed.state == "failed" and "PORTAL_B2C_CERT_SANDBOX" in failed.failure_reason
     assert daraja.b2c.payments == []
+
+
+def test_money_held_for_a_refund_is_never_paid_out(platform_shop, customer, daraja, worker):
+    paid = buy(customer, platform_shop)
+    resend_callback(daraja, paid, new_receipt="THELD00001")
+    ledger.post_sales()
+    assert ledger.balance(platform_shop.owner.id) == 195  # 95 earned + 100 paid twice, held
+    assert payouts.available(platform_shop.owner.id) == 95
+    second = db.session.scalars(sa.select(Payment).where(Payment.receipt == "THELD00001")).one()
+    failed = _wait_state(Refund, refunds.refund_payment(platform_shop.owner, second.id, reason="paid twice",
+                                                         phone=daraja_b2c.INSUFFICIENT_FUNDS).id)
+    assert failed.state == "failed" and failed.is_retryable
+    assert payouts.available(platform_shop.owner.id) == 95  # a retry may still send it back

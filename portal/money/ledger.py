@@ -124,15 +124,17 @@ def post_sales(limit: int = SWEEP_BATCH) -> dict[str, int]:
     Commits once per batch; repeats until nothing is left."""
     counts = {"sales": 0, "commissions": 0}
     while True:
-        sales, commissions = _post_sales_batch(limit)
+        (sales, new_sales), (commissions, new_commissions) = _post_sales_batch(limit)
         db.session.commit()
-        counts["sales"] += sales
-        counts["commissions"] += commissions
-        if sales < limit and commissions < limit:
+        counts["sales"] += new_sales
+        counts["commissions"] += new_commissions
+        full = sales >= limit or commissions >= limit
+        if not full or not (new_sales or new_commissions):  # a full batch that posted nothing would repeat forever
             return counts
 
 
-def _post_sales_batch(limit: int) -> tuple[int, int]:
+def _post_sales_batch(limit: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((sales found, posted), (commissions found, posted)), in the caller's transaction."""
     on_platform = Paybill.owner_id.is_(None)
     received = sa.and_(Payment.owner_id.is_not(None), Payment.amount > 0, Payment.status.in_(RECEIVED_STATES))
     receipt_credited = sa.exists().where(
@@ -164,7 +166,7 @@ def _post_sales_batch(limit: int) -> tuple[int, int]:
     posted_commissions = _insert_ignoring_duplicates(rows)
     if posted_sales or posted_commissions:
         log.info("ledger sweep: %s sales, %s commissions posted", posted_sales, posted_commissions)
-    return len(sales), len(served)
+    return (len(sales), posted_sales), (len(served), posted_commissions)
 
 
 def adjust(owner: User, amount: int, reason: str, *, actor: User | str, source_ip: str | None = None) -> LedgerEntry:

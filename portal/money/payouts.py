@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from ..core.extensions import db
-from ..models import LedgerEntry, OwnerMoneySettings, Payout, User, utcnow
+from ..models import LedgerEntry, OwnerMoneySettings, Paybill, Payment, Payout, Refund, User, utcnow
 from ..mpesa.b2c import MIN_AMOUNT
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
@@ -75,13 +75,34 @@ def payout_phone(owner_id: int) -> tuple[str | None, bool]:
 # --- requesting and approving -------------------------------------------------------------------
 
 
+def _held_by_owner(owner_ids: list[int] | None = None) -> dict[int, int]:
+    """Money in an owner's balance that is not theirs to take yet: payouts on their way, refunds on
+    their way (or failed and retryable), and money held for a refund or an assignment (second, unmatched and underpaid payments
+    on the platform's paybill not settled yet). {owner id: KES}."""
+    held: dict[int, int] = {}
+
+    def add(rows: Any) -> None:
+        for owner_id, amount in rows:
+            held[owner_id] = held.get(owner_id, 0) + int(amount or 0)
+
+    scope = (lambda column: column.in_(owner_ids)) if owner_ids is not None else (lambda column: sa.true())
+    on_platform = sa.select(Paybill.id).where(Paybill.owner_id.is_(None))
+    add(db.session.execute(sa.select(Payout.owner_id, sa.func.sum(Payout.amount)).where(
+        scope(Payout.owner_id), Payout.kind == "payout", Payout.state.in_(OPEN_STATES)).group_by(Payout.owner_id)))
+    add(db.session.execute(sa.select(Refund.owner_id, sa.func.sum(Refund.amount)).where(
+        scope(Refund.owner_id), Refund.paybill_id.in_(on_platform),
+        sa.or_(Refund.state.in_(OPEN_STATES), sa.and_(Refund.state == "failed", Refund.is_retryable.is_(True))))
+        .group_by(Refund.owner_id)))
+    add(db.session.execute(sa.select(Payment.owner_id, sa.func.sum(Payment.amount)).where(
+        scope(Payment.owner_id), Payment.status.in_(("unmatched", "underpaid")), Payment.resolved_at.is_(None),
+        Payment.amount > 0, Payment.paybill_id.in_(on_platform)).group_by(Payment.owner_id)))
+    return held
+
+
 def available(owner_id: int, balance: int | None = None) -> int:
-    """The balance (read now unless given) less what is already on its way (open payouts)."""
-    on_the_way = db.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Payout.amount), 0))
-        .where(Payout.owner_id == owner_id, Payout.kind == "payout", Payout.state.in_(OPEN_STATES))
-    ) or 0
-    return (ledger.balance(owner_id) if balance is None else balance) - int(on_the_way)
+    """What can be paid out now: the balance (read now unless given) less what is held (see
+    ``_held_by_owner``), so a payout never takes money a refund will give back."""
+    return (ledger.balance(owner_id) if balance is None else balance) - _held_by_owner([owner_id]).get(owner_id, 0)
 
 
 def request_payout(owner: User, *, amount: int | None = None, actor: Any, now: datetime | None = None) -> Payout:
@@ -214,10 +235,11 @@ def run_payouts(*, now: datetime | None = None, scheduled: bool = False, rate_pe
     open_payouts = dict(db.session.execute(
         sa.select(Payout.owner_id, Payout.id).where(Payout.kind == "payout", Payout.state.in_(OPEN_STATES))).all())
     owners = db.session.scalars(sa.select(User).where(User.id.in_(set(balances) | set(phones))).order_by(User.email)).all()
+    held = _held_by_owner()
     lines: list[tuple[User, str, int | None]] = []
     due: list[tuple[User, int, str]] = []
     for owner in owners:
-        balance = int(balances.get(owner.id) or 0)
+        balance = int(balances.get(owner.id) or 0) - held.get(owner.id, 0)
         settings = phones.get(owner.id)
         if owner.id in open_payouts:
             lines.append((owner, f"payout {open_payouts[owner.id]} already on its way (balance KES {balance})", None))
