@@ -18,7 +18,7 @@ from .core import rate_limits
 from .core.extensions import db
 from .hotspot.activations import NOTIFY_CHANNEL, ActivationWorker
 from .models import JobRun, utcnow
-from .money import b2c_transfers, ledger, payouts, reconciliation, webhook_log
+from .money import b2c_transfers, ledger, payouts, reconciliation, refunds, webhook_log
 from .owners import tokens
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ JOBS.update({
     "checkpoint_ledger": (ledger.checkpoint_balances, {"minutes": 10}),
     "query_unknown_b2c": (b2c_transfers.query_unknown_transfers, {"seconds": 30}),
     "send_approved_b2c": (lambda: {"sent": len(payouts.send_approved())}, {"minutes": 1}),
+    "send_approved_refunds": (refunds.send_approved_refunds, {"minutes": 1}),
     "scheduled_payouts": (payouts.scheduled_run, {"hours": 24}),
 })
 

@@ -375,3 +375,21 @@ def test_money_held_for_a_refund_is_never_paid_out(platform_shop, customer, dara
                                                          phone=daraja_b2c.INSUFFICIENT_FUNDS).id)
     assert failed.state == "failed" and failed.is_retryable
     assert payouts.available(platform_shop.owner.id) == 95  # a retry may still send it back
+
+
+def test_a_refund_made_while_daraja_was_unreachable_is_sent_by_the_job_once(app, platform_shop, customer, daraja,
+                                                                            worker):
+    paid = buy(customer, platform_shop)
+    resend_callback(daraja, paid, new_receipt="TDOWN00001")
+    second = db.session.scalars(sa.select(Payment).where(Payment.receipt == "TDOWN00001")).one()
+    app.config["DARAJA_BASE_URL"] = "http://127.0.0.1:9"  # nothing listens: provably not sent
+    try:
+        refund = refunds.refund_payment(platform_shop.owner, second.id, reason="paid twice")
+        assert _fresh(Refund, refund.id).state == "approved"  # back to approved, for the job
+    finally:
+        app.config["DARAJA_BASE_URL"] = daraja.base_url
+    assert daraja.b2c.payments == []
+    assert refunds.send_approved_refunds() == {"sent": 1, "other": 0}
+    assert _wait_state(Refund, refund.id).state == "completed"
+    assert refunds.send_approved_refunds() == {"sent": 0, "other": 0}
+    assert len(daraja.b2c.payments) == 1

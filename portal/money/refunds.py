@@ -121,6 +121,15 @@ def retry_refund(refund_id: int, *, actor: Any) -> str:
     return b2c_transfers.send_transfer(Refund, refund_id)
 
 
+def send_approved_refunds(limit: int = 500) -> dict[str, int]:
+    """Send refunds left approved (Daraja was unreachable when they were made). The job's; each
+    send claims its refund, so two workers never send one twice."""
+    ids = list(db.session.scalars(sa.select(Refund.id).where(Refund.state == "approved").order_by(Refund.id).limit(limit)))
+    db.session.commit()
+    outcomes = [b2c_transfers.send_transfer(Refund, refund_id) for refund_id in ids]
+    return {"sent": outcomes.count("sent"), "other": len(outcomes) - outcomes.count("sent")}
+
+
 def _refund_phone(payment: Payment, given: str | None) -> str | None:
     raw = (given or "").strip() or customer_phone(payment)
     if not raw:
