@@ -98,8 +98,9 @@ def _insert_ignoring_duplicates(rows: list[dict[str, Any]]) -> int:
     now = utcnow()
     for row in rows:
         row.setdefault("created_at", now)
-    result = db.session.execute(dialect.insert(_ledger).on_conflict_do_nothing(), rows)
-    return max(result.rowcount or 0, 0)
+    # RETURNING counts what was inserted: an executemany's rowcount is not reliable across drivers.
+    stmt = dialect.insert(_ledger).on_conflict_do_nothing().returning(_ledger.c.id)
+    return len(db.session.execute(stmt, rows).all())
 
 
 def post_entry(*, owner_id: int, kind: str, amount: int, source_type: str, source_id: int,
