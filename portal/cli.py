@@ -11,7 +11,11 @@ from .core.extensions import db
 from .hotspot import activations, pull_scripts, pull_sync, router_setup
 from .hotspot.routers import create_router, set_connection_mode
 from .jobs import run_worker_forever
-from .models import Paybill, Plan, Router, User
+from .models import Paybill, PaybillB2C, Plan, Router, User
+from .money import b2c_transfers
+from .money import ledger as money_ledger
+from .money import payouts as money_payouts
+from .money import refunds as money_refunds
 from .mpesa.errors import DarajaError
 from .owners import accounts, audit
 from .owners.key_rotation import rotate_all_secrets
@@ -55,6 +59,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(worker)
     app.cli.add_command(keys)
     app.cli.add_command(tunnel)
+    app.cli.add_command(ledger)
+    app.cli.add_command(payouts)
+    app.cli.add_command(refunds)
 
 
 @click.group(help="Owner accounts.")
@@ -369,3 +376,110 @@ def keys() -> None:
 def keys_rotate() -> None:
     count = rotate_all_secrets()
     click.echo(f"re-encrypted {count} secrets under the newest key")
+
+
+# --- issue 15: the owner ledger, commission, payouts and refunds -------------------------------
+
+
+@owner.command("commission", help="Set an owner's commission (percent of each platform-paybill sale, fixed when the "
+               "sale is posted); the default is PORTAL_COMMISSION_PERCENT.")
+@click.option("--email", required=True)
+@click.option("--percent", required=True, type=click.FloatRange(0, 100))
+def owner_commission(email: str, percent: float) -> None:
+    user = _owner(email)
+    bp = money_ledger.set_commission(user, percent, actor="cli")
+    db.session.commit()
+    click.echo(f"{user.email} pays {bp / 100:g} % commission on sales posted from now on")
+
+
+@click.group(help="The owner ledger: what the platform owes each owner.")
+def ledger() -> None:
+    pass
+
+
+@ledger.command("balance", help="Post any sales not yet in the ledger, then print the owner's balance in whole "
+                "shillings (its last word).")
+@click.option("--owner", "owner_email", required=True)
+def ledger_balance(owner_email: str) -> None:
+    user = _owner(owner_email)
+    money_ledger.post_sales()
+    totals = money_ledger.totals(user.id)
+    click.echo(f"sales {totals.sales} commission {totals.commission} payouts {totals.payouts} "
+               f"refunds {totals.refunds} adjustments {totals.adjustments} owed-to-platform {totals.owed}")
+    click.echo(f"{user.email} balance KES {totals.balance}")
+
+
+@paybill.command("b2c", help="Give a paybill B2C credentials (the API operator; both stored encrypted) so it can "
+                 "send payouts and refunds. The certificate defaults to PORTAL_B2C_CERT_SANDBOX or _PRODUCTION.")
+@click.option("--shortcode", required=True)
+@click.option("--initiator-name", required=True)
+@click.option("--initiator-password", required=True)
+@click.option("--certificate", "certificate_path", default=None, help="Safaricom's M-Pesa certificate (PEM or DER).")
+def paybill_b2c(shortcode: str, initiator_name: str, initiator_password: str, certificate_path: str | None) -> None:
+    found = db.session.scalars(sa.select(Paybill).where(Paybill.number == shortcode).order_by(Paybill.id)).first()
+    if found is None:
+        raise click.ClickException(f"no paybill or till {shortcode}")
+    try:
+        b2c_transfers.set_b2c_credentials(found, initiator_name=initiator_name, initiator_password=initiator_password,
+                                          certificate_path=certificate_path, actor="cli")
+        certificate = b2c_transfers.certificate_path_for(found, db.session.get(PaybillB2C, found.id))
+    except (ValueError, b2c_transfers.B2CNotConfigured) as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"{shortcode} can send B2C payments (certificate {certificate}); "
+               f"result URL {b2c_transfers.b2c_urls(found)['result']}")
+
+
+@ledger.command("checkpoint", help="Append balance checkpoints for owners with many new entries (the "
+                "checkpoint_ledger job does this every 10 minutes); balances stay sums of entries.")
+def ledger_checkpoint() -> None:
+    click.echo(f"{money_ledger.checkpoint_balances()['checkpoints']} owners checkpointed")
+
+
+@owner.command("payout-phone", help="Set the phone an owner's payouts go to; a KES 10 test payout confirms it.")
+@click.option("--email", required=True)
+@click.option("--phone", required=True, help="07… or 2547…")
+def owner_payout_phone(email: str, phone: str) -> None:
+    user = _owner(email)
+    try:
+        check = money_payouts.set_payout_phone(user, phone, actor="cli")
+    except money_payouts.PayoutError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.refresh(check)
+    click.echo(f"{user.email} payout phone set; test payout {check.id} of KES {check.amount}: {check.state}")
+
+
+@click.group(help="Payouts to owners (B2C from the platform's paybill).")
+def payouts() -> None:
+    pass
+
+
+@payouts.command("run", help="Pay every owner due a payout now (balance at least PORTAL_PAYOUT_MINIMUM, confirmed "
+                 "payout phone); prints one line per owner.")
+def payouts_run() -> None:
+    lines = money_payouts.run_payouts()
+    for line in lines:
+        click.echo(line.line())
+    if not lines:
+        click.echo("no owner has a balance or a payout phone")
+
+
+@click.group(help="Refunds to customers.")
+def refunds() -> None:
+    pass
+
+
+@refunds.command("send", help="Refund one payment (a second payment, money for a cancelled voucher or removed "
+                 "router, an underpaid payment): by B2C when its paybill can, else recorded as by hand.")
+@click.option("--payment", "receipt", required=True, help="The payment's M-Pesa receipt.")
+@click.option("--reason", default="refunded by the operator", show_default=True)
+@click.option("--phone", default=None, help="The customer's phone, when M-Pesa did not give it (C2B).")
+@click.option("--note", default=None, help="For a refund by hand: how the money went back.")
+def refunds_send(receipt: str, reason: str, phone: str | None, note: str | None) -> None:
+    try:
+        refund = money_refunds.refund_by_receipt(receipt, reason=reason, phone=phone, note=note)
+    except money_refunds.RefundRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    words = refund.failure_reason or ("by hand" if refund.method == "by_hand" else "")
+    click.echo(f"refund {refund.id} of KES {refund.amount} for {receipt}: {refund.state} {words}".rstrip())

@@ -18,7 +18,7 @@ from .core import rate_limits
 from .core.extensions import db
 from .hotspot.activations import NOTIFY_CHANNEL, ActivationWorker
 from .models import JobRun, utcnow
-from .money import reconciliation, webhook_log
+from .money import b2c_transfers, ledger, payouts, reconciliation, refunds, webhook_log
 from .owners import tokens
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,15 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "purge_webhook_logs": (webhook_log.purge_old, {"hours": 6}),
     "prune_rate_limit_hits": (rate_limits.prune_old_hits, {"minutes": 15}),
 }
+# Issue 15: sales into the ledger, B2C transfers whose outcome is unknown, the weekly payouts.
+JOBS.update({
+    "post_ledger_sales": (ledger.post_sales, {"minutes": 1}),
+    "checkpoint_ledger": (ledger.checkpoint_balances, {"minutes": 10}),
+    "query_unknown_b2c": (b2c_transfers.query_unknown_transfers, {"seconds": 30}),
+    "send_approved_b2c": (lambda: {"sent": len(payouts.send_approved())}, {"minutes": 1}),
+    "send_approved_refunds": (refunds.send_approved_refunds, {"minutes": 1}),
+    "scheduled_payouts": (payouts.scheduled_run, {"hours": 24}),
+})
 
 
 def in_app_context(app: Flask, name: str, func: Callable[[], Any]) -> Callable[[], Any]:

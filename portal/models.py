@@ -609,3 +609,180 @@ class TunnelHub(db.Model):
     peer_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     private_key = EncryptedField()
+# --- issue 15: the owner ledger, B2C payouts and refunds -----------------------------------------
+
+LEDGER_KINDS = ("sale", "commission", "payout", "refund", "adjustment")
+# "balance": money the platform holds for the owner (sales on the platform's paybill).
+# "owed": commission an owner with their own paybill owes the platform (their sales post no balance).
+LEDGER_ACCOUNTS = ("balance", "owed")
+LEDGER_SOURCES = ("payment", "payout", "refund", "audit")
+
+
+class LedgerEntry(db.Model):
+    """Append-only: a row is never updated or deleted; a balance is a SUM over an owner's rows.
+
+    Each entry has exactly one source (a payment, payout, refund, or the audit row of an admin's
+    adjustment) and (source, kind) is unique, so a retried job or a duplicate callback cannot post
+    twice. A sale also carries its receipt, unique among sales: money whose receipt moved from an
+    unmatched row to a purchase is credited once.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        _status_check("kind", LEDGER_KINDS, "ledger_kind_valid"),
+        _status_check("account", LEDGER_ACCOUNTS, "ledger_account_valid"),
+        _status_check("source_type", LEDGER_SOURCES, "ledger_source_valid"),
+        sa.UniqueConstraint("source_type", "source_id", "kind", name="uq_ledger_source_kind"),
+        sa.Index("uq_ledger_sale_receipt", "receipt", unique=True,
+                 sqlite_where=sa.text("kind = 'sale' AND receipt IS NOT NULL"),
+                 postgresql_where=sa.text("kind = 'sale' AND receipt IS NOT NULL")),
+        # Balance: SUM(amount) per owner and account read from the index alone on PostgreSQL.
+        sa.Index("ix_ledger_owner_account", "owner_id", "account", postgresql_include=["amount"]),
+        sa.Index("ix_ledger_owner_created", "owner_id", "created_at", "id"),  # the statement, paged
+        # What came after an owner's last checkpoint, summed from the index alone on PostgreSQL.
+        sa.Index("ix_ledger_owner_id", "owner_id", "id", postgresql_include=["account", "kind", "amount"]),
+        sa.CheckConstraint("kind <> 'adjustment' OR reason IS NOT NULL", name="ledger_adjustment_has_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    account: Mapped[str] = mapped_column(sa.String(8), default="balance")
+    kind: Mapped[str] = mapped_column(sa.String(12))
+    amount: Mapped[int]  # KES, signed: credits positive, debits negative
+    source_type: Mapped[str] = mapped_column(sa.String(8))
+    source_id: Mapped[int]
+    receipt: Mapped[str | None] = mapped_column(sa.String(20))  # M-Pesa receipt of a sale, payout or refund
+    commission_bp: Mapped[int | None]  # commission entries: the rate used, in basis points (1000 = 10 %)
+    reason: Mapped[str | None] = mapped_column(sa.String(300))  # adjustments: the admin's words
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LedgerCheckpoint(db.Model):
+    """An owner's entries summed per account and kind up to (and including) entry ``up_to_id``:
+    appended by a job, never updated, and always re-derivable from the entries (``ledger.verify``).
+    A balance is the last checkpoint plus the entries after it, so it stays a sum of entries and
+    costs the same with a million of them."""
+
+    __tablename__ = "ledger_checkpoints"
+    __table_args__ = (
+        sa.UniqueConstraint("owner_id", "up_to_id", "account", "kind", name="uq_ledger_checkpoint"),
+        sa.Index("ix_ledger_checkpoint_owner", "owner_id", "up_to_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    up_to_id: Mapped[int]
+    account: Mapped[str] = mapped_column(sa.String(8))
+    kind: Mapped[str] = mapped_column(sa.String(12))
+    total: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OwnerMoneySettings(db.Model):
+    """An owner's commission override and payout phone (one row per owner, made when first set)."""
+
+    __tablename__ = "owner_money_settings"
+    __table_args__ = (
+        sa.CheckConstraint("commission_bp IS NULL OR commission_bp BETWEEN 0 AND 10000", name="commission_range"),
+    )
+
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    commission_bp: Mapped[int | None]  # null: PORTAL_COMMISSION_PERCENT
+    payout_phone: Mapped[str | None] = mapped_column(sa.String(12))
+    payout_phone_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    payout_code_hash: Mapped[str | None] = mapped_column(sa.String(255))  # the SMS code, hashed
+    payout_code_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class PaybillB2C(db.Model):
+    """B2C credentials of a paybill (the platform's, or an owner's own): the API operator's name and
+    password, both encrypted; the certificate's path (empty: the one for the paybill's environment)."""
+
+    __tablename__ = "paybill_b2c"
+
+    paybill_id: Mapped[int] = mapped_column(sa.ForeignKey("paybills.id", ondelete="CASCADE"), primary_key=True)
+    initiator_name_encrypted: Mapped[str] = mapped_column(sa.Text)
+    initiator_password_encrypted: Mapped[str] = mapped_column(sa.Text)
+    certificate_path: Mapped[str | None] = mapped_column(sa.String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    initiator_name = EncryptedField()
+    initiator_password = EncryptedField()
+
+
+B2C_STATES = ("requested", "approved", "sent", "completed", "failed")
+
+
+class _B2CTransfer:
+    """Columns a payout and a refund share: one B2C BusinessPayment each, at most once per
+    OriginatorConversationID (our idempotency key; a retry after a definitive refusal gets a new one)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    paybill_id: Mapped[int | None] = mapped_column(sa.ForeignKey("paybills.id"))  # the paybill it is sent from
+    amount: Mapped[int]
+    phone: Mapped[str | None] = mapped_column(sa.String(12))
+    state: Mapped[str] = mapped_column(sa.String(10), default="requested")
+    originator_conversation_id: Mapped[str | None] = mapped_column(sa.String(40), unique=True)
+    conversation_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")  # B2C requests made (new ID each)
+    # True after a timeout, a QueueTimeOut or an unreadable answer: Daraja may have it; ask Transaction Status.
+    outcome_unknown: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    status_query_conversation_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    status_queries: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_status_query_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    result_code: Mapped[str | None] = mapped_column(sa.String(32))
+    result_desc: Mapped[str | None] = mapped_column(sa.String(300))
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(300))  # in words, for owners and admins
+    is_retryable: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    receipt: Mapped[str | None] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Payout(_B2CTransfer, db.Model):
+    """Money the platform owes an owner, sent by B2C from the platform's paybill to the payout phone.
+    ``kind`` "test" is the small confirmation payout for a new payout phone."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (
+        _status_check("state", B2C_STATES, "payout_state_valid"),
+        sa.CheckConstraint("amount > 0", name="payout_amount_positive"),
+        sa.Index("ix_payouts_state_created", "state", "created_at"),
+        sa.Index("ix_payouts_owner_created", "owner_id", "created_at", "id"),
+        # One open payout per owner: a scheduled run and a request (or two runs) cannot both pay the same money.
+        sa.Index("uq_payout_one_open_per_owner", "owner_id", unique=True,
+                 sqlite_where=sa.text("kind = 'payout' AND state IN ('requested', 'approved', 'sent')"),
+                 postgresql_where=sa.text("kind = 'payout' AND state IN ('requested', 'approved', 'sent')")),
+    )
+
+    kind: Mapped[str] = mapped_column(sa.String(8), default="payout")  # payout | test
+    requested_by: Mapped[str] = mapped_column(sa.String(254), default="system")
+    approved_by: Mapped[str | None] = mapped_column(sa.String(254))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+REFUND_METHODS = ("b2c", "by_hand")
+
+
+class Refund(_B2CTransfer, db.Model):
+    """A customer's money sent back: one per payment, ever (the payment's gate is closed with it)."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        _status_check("state", B2C_STATES, "refund_state_valid"),
+        _status_check("method", REFUND_METHODS, "refund_method_valid"),
+        sa.CheckConstraint("amount > 0", name="refund_amount_positive"),
+        sa.UniqueConstraint("payment_id", name="uq_refund_payment"),
+        sa.Index("ix_refunds_state_created", "state", "created_at"),
+    )
+
+    payment_id: Mapped[int] = mapped_column(sa.ForeignKey("payments.id"))
+    method: Mapped[str] = mapped_column(sa.String(8), default="b2c")
+    reason: Mapped[str] = mapped_column(sa.String(300))
+    note: Mapped[str | None] = mapped_column(sa.String(300))  # "refund by hand": the owner's words
+    requested_by: Mapped[str] = mapped_column(sa.String(254), default="system")
+
+    payment: Mapped[Payment] = relationship()

@@ -165,6 +165,15 @@ def make_everything(make_paybill, make_router, make_plan) -> Callable[[User], Ev
         for row in (paybill, router, plan, voucher, payment, initiation, activation, log, audit_row):
             everything.ids[type(row)] = row.id
         everything.ids[User] = owner.id  # /owners/<owner_id>/…: admin only
+        from portal.models import Payout, Refund  # issue 15: payouts and refunds are addressed by id
+
+        payout = Payout(owner_id=owner.id, paybill_id=paybill.id, amount=100, phone="254712345678", state="failed",
+                        is_retryable=True, kind="test")
+        refund = Refund(owner_id=owner.id, paybill_id=paybill.id, payment_id=payment.id, amount=10,
+                        phone="254712345678", state="failed", is_retryable=True, reason="test")
+        db.session.add_all([payout, refund])
+        db.session.commit()
+        everything.ids[Payout], everything.ids[Refund] = payout.id, refund.id
         everything.keys[(Voucher, "code")] = voucher.code
         everything.keys[(Payment, "public_id")] = payment.public_id
         everything.keys[(Payment, "receipt")] = payment.receipt

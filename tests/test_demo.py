@@ -84,3 +84,8 @@ def test_the_demo_shows_a_router_reached_over_the_wireguard_tunnel(smoke):
         row = conn.execute(
             "SELECT connection_mode, tunnel_address, host, wg_public_key FROM routers WHERE slug = 'demo-rooftop'").fetchone()
     assert row[0] == "tunnel" and row[1] == row[2] == "10.77.0.2" and len(row[3]) == 44
+def test_demo_pays_the_platform_paybill_owner_out_end_to_end(smoke):
+    # Issue 15: a week of sales on the platform's paybill, less 5 % commission, paid out by B2C
+    # through the sandbox after the phone check payout and an admin's approval.
+    result, _ = smoke
+    assert "smoke: payout completed KES 1316 receipt " in result.stdout

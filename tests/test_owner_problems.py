@@ -25,7 +25,7 @@ def test_one_why_per_row_whatever_the_action(app, shop, daraja, signed_in):
     row = _row(b.get("/dashboard/problems").text, "ONEWHY0001")
 
     assert row.count('name="reason"') == 1 and row.count("<form") == 1
-    assert row.count("formaction=") == 3  # assign, issue, resolve all post the same form
+    assert row.count("formaction=") == 4  # assign, issue, resolve and refund (issue 15) all post the same form
 
 
 def test_issue_offers_the_plan_the_amount_covers(app, shop, daraja, signed_in, make_plan):

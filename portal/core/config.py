@@ -65,6 +65,7 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
     }
     settings.update(_owner_self_service(env))
     settings.update(_tunnel(env))
+    settings.update(_money_settings(env))
     settings.update(overrides or {})
     _check_tunnel(settings)
     if settings["PORTAL_ROUTER_CA_FILE"] and not os.path.isfile(settings["PORTAL_ROUTER_CA_FILE"]):
@@ -134,6 +135,31 @@ def _check_tunnel(settings: dict[str, Any]) -> None:
         raise ConfigError("PORTAL_TUNNEL_NETWORK must be an IPv4 network of /29 or larger")
     if not _INTERFACE_NAME.match(settings["PORTAL_TUNNEL_INTERFACE"]):
         raise ConfigError("PORTAL_TUNNEL_INTERFACE must be 1-15 letters, digits or _=+.- (a Linux interface name)")
+
+
+def _money_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Issue 15: the owner ledger, B2C payouts and refunds."""
+    percent = _float(env, "PORTAL_COMMISSION_PERCENT", 5.0)
+    if not 0 <= percent <= 100:
+        raise ConfigError(f"PORTAL_COMMISSION_PERCENT must be between 0 and 100, not {percent}")
+    return {
+        # The platform's cut of a sale, fixed on each sale when it is posted (owners may have their own).
+        "PORTAL_COMMISSION_PERCENT": percent,
+        # Safaricom's M-Pesa public certificate per environment (SecurityCredential = the initiator
+        # password RSA-encrypted with it); a paybill's own --certificate overrides it.
+        "PORTAL_B2C_CERT_SANDBOX": env.get("PORTAL_B2C_CERT_SANDBOX", ""),
+        "PORTAL_B2C_CERT_PRODUCTION": env.get("PORTAL_B2C_CERT_PRODUCTION", ""),
+        # Scheduled payouts: owners whose balance is at least this much, on this weekday (0 = Monday).
+        "PORTAL_PAYOUT_MINIMUM": _int(env, "PORTAL_PAYOUT_MINIMUM", 500),
+        "PORTAL_PAYOUT_WEEKDAY": _int(env, "PORTAL_PAYOUT_WEEKDAY", 0),
+        # "1": an admin approves every payout before it is sent.
+        "PORTAL_PAYOUT_REQUIRES_APPROVAL": _flag(env, "PORTAL_PAYOUT_REQUIRES_APPROVAL", default=True),
+        # B2C requests per second the platform's Daraja app may make (the batch paces itself to it).
+        "PORTAL_B2C_REQUESTS_PER_S": _float(env, "PORTAL_B2C_REQUESTS_PER_S", 5.0),
+        "PORTAL_B2C_SEND_THREADS": _int(env, "PORTAL_B2C_SEND_THREADS", 8),  # payouts in flight at once
+        # A sent transfer with no result after this long is asked about with Transaction Status.
+        "PORTAL_B2C_RESULT_WAIT_S": _int(env, "PORTAL_B2C_RESULT_WAIT_S", 120),
+    }
 
 
 def _mail_settings_for_flask_mail(settings: dict[str, Any]) -> None:

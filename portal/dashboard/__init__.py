@@ -20,13 +20,15 @@ NAV_ITEMS = (
     ("dashboard.plans", "Plans", "plans"),
     ("dashboard.payments", "Payments", "payments"),
     ("dashboard.problems", "Problems", "problems"),
+    ("dashboard.balance", "Balance", "balance"),  # issue 15
+    ("dashboard.payouts", "Payouts", "payouts"),  # issue 15, admins
     ("dashboard.vouchers", "Vouchers", "vouchers"),
     ("dashboard.logs", "Logs", "logs"),
     ("dashboard.owners", "Owners", "owners"),
     ("dashboard.account", "Account", "account"),
 )
 # Nav keys only admins see (the pages answer 404 to owners anyway).
-ADMIN_NAV_KEYS = frozenset({"owners"})
+ADMIN_NAV_KEYS = frozenset({"owners", "payouts"})
 
 
 def dashboard_url(endpoint: str, **values: Any) -> str | None:

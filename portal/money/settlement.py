@@ -517,6 +517,7 @@ def _settle_lost(payment: Payment, receipt: str | None, amount: int, source: str
         router_id=payment.router_id,
         note=f"second payment for a voucher already {payment.status}",
         source=source,
+        owner_id=payment.owner_id,  # on the platform's paybill, the voucher's owner (the paybill has none)
     )
 
 
@@ -530,10 +531,11 @@ def _record_unmatched(
     voucher_id: int | None = None,
     router_id: int | None = None,
     source: str = "c2b",
+    owner_id: int | None = None,
 ) -> RecordOutcome:
     payment = Payment(
         public_id=secrets.token_urlsafe(16),
-        owner_id=paybill.owner_id if paybill else None,
+        owner_id=owner_id if owner_id is not None else (paybill.owner_id if paybill else None),
         paybill_id=paybill.id if paybill else None,
         router_id=router_id,
         voucher_id=voucher_id,

@@ -28,7 +28,7 @@ from ..core.database import storable
 from ..core.extensions import db
 from ..models import Paybill, WebhookLog, utcnow
 from ..owners.paybills import WebhookPaybill
-from . import settlement
+from . import settlement, webhook_log_b2c
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +376,9 @@ def _reprocess_one(entry: StoredWebhook) -> settlement.RecordOutcome:
     if entry.kind == "c2b_confirmation" and entry.paybill_id:
         paybill = db.session.get(Paybill, entry.paybill_id)
         return process_c2b_confirmation(entry, paybill)
+    if entry.kind in webhook_log_b2c.B2C_KINDS:  # issue 15: payouts and refunds
+        action = webhook_log_b2c.process_b2c_webhook(entry.id, entry.kind, entry.paybill_id, entry.payload)
+        return settlement.RecordOutcome(action)
     mark(entry.id, "ignored", "nothing to reprocess")
     return settlement.RecordOutcome("ignored")
 

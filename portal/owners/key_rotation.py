@@ -6,12 +6,13 @@ import sqlalchemy as sa
 
 from ..core.crypto import rotate_secret
 from ..core.extensions import db
-from ..models import Paybill, Router, TunnelHub
+from ..models import Paybill, PaybillB2C, Router, TunnelHub
 
 ENCRYPTED_COLUMNS = {
     Paybill: ("consumer_key_encrypted", "consumer_secret_encrypted", "passkey_encrypted", "access_token_encrypted", "webhook_token_encrypted"),
     Router: ("api_password_encrypted", "wg_private_key_encrypted"),
     TunnelHub: ("private_key_encrypted",),
+    PaybillB2C: ("initiator_name_encrypted", "initiator_password_encrypted"),  # issue 15
 }
 
 

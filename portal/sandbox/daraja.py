@@ -23,6 +23,9 @@ Other knobs: ``reject_phones`` (well-formed numbers refused with "Invalid PhoneN
 30 s, then carries on normally), ``token_ttl_s``, ``invalidate_token()``, ``c2b_on_stk``.
 ``simulate_c2b`` needs URLs registered first (through the API or ``register_c2b_urls``).
 
+B2C payouts and refunds, their Result/QueueTimeOut callbacks and Transaction Status: see
+``daraja_b2c.py`` (``sandbox.b2c``; outcomes chosen by the recipient number).
+
 A human control page lives at ``GET /sandbox`` (approve/cancel/timeout buttons, a C2B form).
 Nothing happens at import time; ``start()`` opens the socket and threads.
 """
@@ -49,6 +52,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import normalise_phone
+from .daraja_b2c import SandboxB2C, add_b2c_routes
 
 log = logging.getLogger("portal.sandbox.daraja")
 
@@ -172,6 +176,7 @@ class SandboxDaraja:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.add_shortcode(SANDBOX_SHORTCODE, SANDBOX_PASSKEY)
+        self.b2c = SandboxB2C(self)  # B2C and Transaction Status (daraja_b2c.py)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -187,6 +192,7 @@ class SandboxDaraja:
 
     def stop(self) -> None:
         self._stopping.set()  # releases "hang" handlers and silences timers that already fired
+        self.b2c.stop()
         with self._lock:
             for push in self._push_by_id.values():
                 if push.timer is not None:
@@ -696,6 +702,7 @@ def _build_app(sandbox: SandboxDaraja) -> Flask:
             methods=["POST"],
         )
     _add_control_routes(app, sandbox)
+    add_b2c_routes(app, sandbox)
 
     @app.errorhandler(404)
     def not_found(_exc: Exception) -> Response:

@@ -57,6 +57,13 @@ TEST_NUMBERS = (
     ("0700 099 999", "never answered: settle it by a C2B payment from the sandbox control page, or let it expire"),
 )
 NEVER_ANSWERS = "0700 099 999"
+# Issue 15: an owner with no paybill of their own sells through the platform's paybill, which pays
+# them out by B2C (the sandbox's own M-Pesa certificate, written to the instance folder).
+FALLBACK_OWNER = ("fallback@example.com", "demo-password-123")
+FALLBACK_SLUG = "demo-fallback"
+PLATFORM_SHORTCODE = "600997"
+PLATFORM_INITIATOR = ("testapi", "Safaricom999!*!")
+FALLBACK_PAYOUT_PHONE = "0712 345 678"
 PLANS = [("1 Hour", 10, 3600, None, "2M/5M"), ("1 Day", 50, 86400, 2 << 30, "2M/5M"), ("1 Week", 250, 7 * 86400, 10 << 30, "3M/8M")]
 
 
@@ -72,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
 
     daraja = SandboxDaraja(port=args.daraja_port, callback_delay_s=2.0 if not args.smoke else 0.3)
     daraja.add_app(CONSUMER_KEY, CONSUMER_SECRET)
+    daraja.add_shortcode(PLATFORM_SHORTCODE, SANDBOX_PASSKEY)
+    daraja.b2c.add_initiator(PLATFORM_SHORTCODE, *PLATFORM_INITIATOR)
+    certificate = instance / "sandbox-mpesa-cert.pem"
+    certificate.write_bytes(daraja.b2c.certificate_pem)
     daraja.start()
     router_box = SandboxRouter(port=args.router_port, identity="Demo Cafe hAP").start()
     port = args.port or _free_port()
@@ -102,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "PORTAL_OPEN_SIGNUP": True,
             "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port, "PORTAL_MAIL_USE_TLS": False,
             "PORTAL_TUNNEL_ENDPOINT": TUNNEL_ENDPOINT,
+            "PORTAL_B2C_CERT_SANDBOX": str(certificate), "PORTAL_PAYOUT_REQUIRES_APPROVAL": True,
         }
     )
     with app.app_context():
@@ -111,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             upgrade(directory=str(Path(__file__).resolve().parents[1] / "migrations"))
         _log_to_file(log_file)  # and it has just reconfigured logging: send everything to the file again
         pull_token = _seed(router_box)
+        _seed_platform_sales(router_box)
     server = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # The kiosk runs the portal-sync protocol against its own sandbox router, every few seconds.
@@ -119,11 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         _register_c2b()  # so "settle it by a C2B payment from the control page" works at once
         seeded = set(db.session.scalars(sa.select(Payment.id)))  # the seeded problem is not news
+        payout_line = _demo_payout()  # needs the portal serving: B2C results come back over HTTP
     threading.Thread(target=_print_purchases, args=(app, seeded), daemon=True).start()
     try:
         if args.smoke:
-            return _smoke(portal_url, hotspot, router_box, daraja, kiosk_hotspot, kiosk_box)
+            smoked = _smoke(portal_url, hotspot, router_box, daraja, kiosk_hotspot, kiosk_box)
+            print(f"smoke: payout {payout_line}", flush=True)
+            return smoked if payout_line.startswith("completed") else 1
         _announce(portal_url, hotspot, daraja, router_box, log_file, kiosk_hotspot)
+        print(f"\n  Platform paybill {PLATFORM_SHORTCODE} collects for {FALLBACK_OWNER[0]} / {FALLBACK_OWNER[1]}:\n"
+              f"    their Balance page shows the ledger; their first payout: {payout_line}\n"
+              f"    admins approve payouts on {portal_url}/dashboard/payouts", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -196,6 +215,76 @@ def _seed(router_box: SandboxRouter) -> str:
     generate_batch(owner, plan_id=first_plan.id, router_id=router.id, count=12, note="for the counter, December")
     _seed_expired_still_asking(owner, first_plan, router, paybill)
     return token
+
+
+def _seed_platform_sales(router_box: SandboxRouter) -> None:
+    """The platform's paybill (with B2C credentials) and an owner selling through it, with a
+    week of paid sales: the ledger sweep turns them into the owner's balance."""
+    import secrets
+
+    from ..hotspot.routers import create_router
+    from ..money import b2c_transfers, ledger
+    from ..owners.accounts import create_owner
+    from ..owners.paybills import create_paybill
+
+    owner = create_owner(*FALLBACK_OWNER)
+    owner.business_name = "Demo Fallback Kibanda"
+    platform = create_paybill(
+        owner=None, number=PLATFORM_SHORTCODE, kind="paybill", consumer_key=CONSUMER_KEY,
+        consumer_secret=CONSUMER_SECRET, passkey=SANDBOX_PASSKEY, environment="sandbox", name="Platform paybill",
+    )
+    db.session.flush()
+    b2c_transfers.set_b2c_credentials(platform, initiator_name=PLATFORM_INITIATOR[0],
+                                      initiator_password=PLATFORM_INITIATOR[1], actor="demo")
+    router = create_router(owner=owner, name="Fallback Kibanda", host=router_box.host, port=router_box.port,
+                           username=router_box.username, password=router_box.password, slug=FALLBACK_SLUG)
+    plan = Plan(owner_id=owner.id, name="1 Day", price=50, duration_s=86400, rate_limit="2M/5M")
+    db.session.add(plan)
+    db.session.flush()
+    for day in range(7):
+        for n in range(4):
+            sold = utcnow() - timedelta(days=day, hours=n)
+            voucher = Voucher(code=f"DMF{day}{n}{secrets.token_hex(2).upper()}"[:12], owner_id=owner.id,
+                              plan_id=plan.id, router_id=router.id, status="expired", created_at=sold)
+            db.session.add(Payment(public_id=secrets.token_urlsafe(16), owner_id=owner.id, router_id=router.id,
+                                   paybill_id=platform.id, voucher=voucher, amount_expected=50, amount=50,
+                                   phone="254712345678", status="paid", receipt=f"DMF{day}{n}{secrets.token_hex(3).upper()}",
+                                   created_at=sold, paid_at=sold))
+    db.session.commit()
+    ledger.post_sales()
+
+
+def _demo_payout() -> str:
+    """The fallback owner's payout phone (confirmed by a KES 10 test payout), then a payout of their
+    balance, approved by the demo admin and sent by B2C through the sandbox. Returns how it ended."""
+    from ..models import Payout
+    from ..money import payouts
+
+    owner = db.session.scalars(sa.select(User).where(User.email == FALLBACK_OWNER[0])).one()
+    admin = db.session.scalars(sa.select(User).where(User.email == DEMO_ADMIN[0])).one()
+    check = payouts.set_payout_phone(owner, FALLBACK_PAYOUT_PHONE, actor="demo")
+    if not _wait_settled(Payout, check.id):
+        return "not done: the phone check payout got no answer"
+    try:
+        payout = payouts.request_payout(owner, actor=owner)
+    except payouts.PayoutError as exc:
+        return f"not done: {exc}"
+    payouts.approve_and_send(payout.id, admin=admin)
+    done = _wait_settled(Payout, payout.id)
+    return f"{done.state} KES {done.amount} receipt {done.receipt}" if done else "sent, no answer yet"
+
+
+def _wait_settled(model: Any, row_id: int, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        row = db.session.get(model, row_id)
+        state = row.state
+        db.session.commit()  # SQLite: a read holds the write lock until the transaction ends
+        if state in ("completed", "failed"):
+            return row
+        time.sleep(0.1)
+    return None
 
 
 def _seed_expired_still_asking(owner: User, plan: Plan, router: Any, paybill: Any) -> None:

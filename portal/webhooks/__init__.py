@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("webhooks", __name__, url_prefix="/hooks")
 
-from . import views  # noqa: E402,F401
+from . import b2c, views  # noqa: E402,F401
