@@ -6,7 +6,7 @@ as form fields: three forms with six fields each cost more to build than the res
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
 from ..core.form_fields import WholeNumberField
@@ -26,6 +26,7 @@ class BuyForm(FlaskForm):
     phone = StringField(validators=[DataRequired(message="err_phone_required"), Length(max=32), _valid_phone])
     # One random value per rendered form: a second submit of the same form finds the first purchase.
     purchase_key = HiddenField(validators=[Length(max=64)])
+    no_sms = BooleanField()  # issue 17: "do not send me my code by SMS"
 
 
 class VoucherForm(FlaskForm):
@@ -42,3 +43,7 @@ class RetryForm(FlaskForm):
     """The "send the prompt again" button: only the CSRF token and a fresh purchase key."""
 
     purchase_key = HiddenField(validators=[Length(max=64)])
+
+
+class ResendForm(FlaskForm):
+    """ "Send my code again" by SMS: only the CSRF token."""

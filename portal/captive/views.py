@@ -29,15 +29,22 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 
 from ..core.client_address import client_address
-from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
+from ..core.rate_limits import (
+    SMS_RESEND_PER_VOUCHER,
+    SMS_RESEND_PER_VOUCHER_HOUR,
+    RateLimited,
+    record_attempt,
+    seconds_until_allowed,
+)
 from ..hotspot import brands, catalogue
 from ..hotspot.login_context import HotspotContext
 from ..models import Payment, Router, Voucher
 from ..money import customer_status, purchase, recovery
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
+from ..notify import outbox
 from . import bp
-from .forms import BuyForm, ReceiptForm, RetryForm, VoucherForm
+from .forms import BuyForm, ReceiptForm, ResendForm, RetryForm, VoucherForm
 from .guards import code_checks, push_checks
 from .hotspot_params import PARAM_NAMES, as_hidden_inputs, as_params, context_from, from_form, router_error
 from .language import COOKIE, NAMES, choose_language, other_language
@@ -103,7 +110,8 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
         msisdn = normalise_phone(form.phone.data)
         record_attempt(push_checks(msisdn, ctx, client_address()), token=form.purchase_key.data or None)
         payment = purchase.start_purchase(
-            router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None
+            router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None,
+            language=g.lang, sms_opt_out=bool(form.no_sms.data),
         )
     except InvalidPhoneNumber:
         form.phone.errors = ["err_phone_invalid"]
@@ -208,6 +216,25 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
     return redirect(url_for("captive.wait", purchase_id=again.public_id), code=303)
 
 
+@bp.post("/p/<purchase_id>/sms")
+def resend_sms(purchase_id: str):  # type: ignore[no-untyped-def]
+    """ "Send my code again": one more SMS with the code, to the number that paid (issue 17)."""
+    payment = customer_status.find_purchase(purchase_id) or abort(404)
+    form = ResendForm()
+    if not form.validate() or payment.voucher is None:
+        return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
+    voucher = payment.voucher
+    try:
+        record_attempt([(f"sms:voucher:{voucher.id}", SMS_RESEND_PER_VOUCHER),
+                        (f"sms:voucher:{voucher.id}", SMS_RESEND_PER_VOUCHER_HOUR)])
+        outbox.queue_resend(voucher)
+    except RateLimited as exc:
+        return _render_wait(payment, notice=limited_message(exc), status_code=429)
+    except outbox.ResendRefused as exc:
+        return _render_wait(payment, notice=say(f"sms_resend_{exc.reason}"), status_code=409)
+    return _render_wait(payment, notice=say("sms_resent", phone=mask_phone(voucher.phone or "")))
+
+
 @bp.get("/p/<purchase_id>/status")
 def status(purchase_id: str):  # type: ignore[no-untyped-def]
     payment = customer_status.find_purchase(purchase_id)
@@ -306,9 +333,14 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         other_number_url=_plans_url(router, ctx, other_number=True) if router else None,
         receipt_url=_plans_url(router, ctx, show="receipt") if router else None,
         refresh=status.status in ("pending", "paid"),
+        can_resend_sms=status.status == "active" and bool(payment.phone) and _sms_configured(),
         lang_url=url_for("captive.wait", purchase_id=payment.public_id, lang=_other_lang()),
     )
     return _private(page, status_code)
+
+
+def _sms_configured() -> bool:
+    return bool(current_app.config["PORTAL_SMS_USERNAME"])
 
 
 def _may_send_again(
@@ -371,6 +403,7 @@ def _render_plans(
             hotspot_inputs=as_hidden_inputs(ctx),
             brand=brands.brand_for(router.router_id if isinstance(router, catalogue.Storefront) else router.id),
             focus_phone=request.args.get("number") == "other",
+            sms_offered=bool(current_app.config["PORTAL_SMS_USERNAME"]),  # no query: the page stays fast
         ),
         status,
     )
