@@ -22,6 +22,7 @@ NAV_ITEMS = (
     ("dashboard.problems", "Problems", "problems"),
     ("dashboard.vouchers", "Vouchers", "vouchers"),
     ("dashboard.logs", "Logs", "logs"),
+    ("dashboard.sms", "SMS", "sms"),  # issue 17: SMS and alerts
     ("dashboard.owners", "Owners", "owners"),
     ("dashboard.account", "Account", "account"),
 )
