@@ -633,7 +633,7 @@ class SmsDeliveryReport(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     payload: Mapped[str] = mapped_column(sa.Text)
     remote_addr: Mapped[str | None] = mapped_column(sa.String(45))
-    message_id: Mapped[str | None] = mapped_column(sa.String(64))
+    message_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)  # the send's messageId
     status: Mapped[str] = mapped_column(sa.String(10), default="received")  # received|processed|unmatched|rejected
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -290,3 +290,22 @@ def test_a_wrong_api_key_is_retried_and_named_without_the_key(app, shop, custome
     (message,) = _messages()
     assert "SmsAuthFailed" in message.last_error and "wrong-key-123" not in message.last_error
     assert re.search(r"refused the username or API key", message.last_error)
+
+
+def test_the_sender_holds_back_while_a_voucher_is_going_onto_its_router(app, shop, customer, worker, sms_gateway,
+                                                                        monkeypatch):
+    import time
+
+    from portal.models import Activation
+
+    customer.wait_for(_buy(customer, shop), ("active",))
+    activation = db.session.scalars(sa.select(Activation)).one()
+    db.session.execute(sa.update(Activation).values(status="running",
+                                                    lease_until=datetime.now(UTC) + timedelta(minutes=1)))
+    db.session.commit()
+    monkeypatch.setattr(outbox, "ACTIVATIONS_FIRST_MAX_WAIT_S", 0.6)
+    started = time.monotonic()
+    assert _send_all() == {"sent": 1}
+    assert time.monotonic() - started >= 0.6  # it waited for the (pretend) running activation, then sent
+    db.session.execute(sa.update(Activation).where(Activation.id == activation.id).values(status="done"))
+    db.session.commit()

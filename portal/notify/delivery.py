@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
@@ -17,7 +18,7 @@ from flask import current_app
 
 from ..core.database import storable
 from ..core.extensions import db
-from ..models import SmsDeliveryReport, SmsMessage, utcnow
+from ..models import SmsDeliveryReport, SmsMessage, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -42,49 +43,71 @@ def report_url() -> str:
     return f"{current_app.config['PORTAL_BASE_URL']}/hooks/sms/{report_token()}/delivery"
 
 
-def store_report(body: bytes, remote_addr: str | None) -> int:
-    """Commit the raw report first; returns its row id."""
+@dataclass(frozen=True)
+class StoredReport:
+    id: int
+    payload: str
+    message_id: str | None
+
+
+def store_report(body: bytes, remote_addr: str | None) -> StoredReport:
+    """Commit the raw report first."""
     payload = storable(body[:MAX_STORED].decode("utf-8", errors="replace")) or ""
-    fields = parse_qs(payload)
-    message_id = (fields.get("id") or [None])[0]
-    report = SmsDeliveryReport(
-        payload=payload, remote_addr=(remote_addr or "")[:45] or None, message_id=(message_id or "")[:64] or None
-    )
-    db.session.add(report)
+    message_id = ((parse_qs(payload).get("id") or [""])[0])[:64] or None
+    report_id = db.session.execute(
+        sa.insert(SmsDeliveryReport).returning(SmsDeliveryReport.id),
+        {
+            "payload": payload,
+            "remote_addr": (remote_addr or "")[:45] or None,
+            "message_id": message_id,
+            "status": "received",
+            "received_at": utcnow(),
+        },
+    ).scalar_one()
     db.session.commit()
-    return report.id
+    return StoredReport(report_id, payload, message_id)
 
 
-def apply_report(report_id: int) -> str:
-    """Match a stored report to its message and record the delivery status. Commits. Returns the
-    report's new status: processed, unmatched (no message with that id yet) or rejected (malformed)."""
-    report = db.session.get(SmsDeliveryReport, report_id)
+def apply_report(report: StoredReport | int) -> str:
+    """Match a stored report to its message and record the delivery status, in one transaction.
+    Returns the report's new status: processed, unmatched (no message with that id yet: the send
+    applies it once it has recorded the id) or rejected (malformed)."""
+    if isinstance(report, int):
+        row = db.session.get(SmsDeliveryReport, report)
+        report = StoredReport(row.id, row.payload, row.message_id)
     fields = {k: v[0] for k, v in parse_qs(report.payload).items()}
     status = fields.get("status", "")[:24]
     if not report.message_id or not status:
-        return _mark(report, "rejected")
-    message = db.session.scalars(
-        sa.select(SmsMessage).where(SmsMessage.provider_message_id == report.message_id)
-    ).first()
-    if message is None:
-        return _mark(report, "unmatched")
-    now = utcnow()
-    values: dict[str, object] = {"delivery_status": status, "delivery_reason": (fields.get("failureReason") or None)}
-    if status in DELIVERED:
-        values.update(state="delivered", delivered_at=now)
-    elif status in UNDELIVERED:
-        values.update(state="undelivered")
-    db.session.execute(
+        return _mark(report.id, "rejected")
+    new_state = "delivered" if status in DELIVERED else "undelivered" if status in UNDELIVERED else None
+    still_open = SmsMessage.state.in_(("sending", "sent"))
+    # One UPDATE whatever the message's state: a final state never goes back (a late "Buffered"
+    # after "Success" changes nothing), and its row count says whether the message is ours.
+    values: dict[str, object] = {
+        "delivery_status": sa.case((still_open, status), else_=SmsMessage.delivery_status),
+        "delivery_reason": sa.case((still_open, fields.get("failureReason") or None), else_=SmsMessage.delivery_reason),
+    }
+    if new_state:
+        values["state"] = sa.case((still_open, new_state), else_=SmsMessage.state)
+    if new_state == "delivered":
+        values["delivered_at"] = sa.case(
+            (still_open, sa.literal(utcnow(), UTCDateTime())), else_=SmsMessage.delivered_at
+        )
+    matched = db.session.execute(
         sa.update(SmsMessage)
-        .where(SmsMessage.id == message.id, SmsMessage.state.in_(("sending", "sent")))
+        .where(SmsMessage.provider_message_id == report.message_id)
         .values(**values)
         .execution_options(synchronize_session=False)
+    ).rowcount
+    log.debug("sms delivery report %s for %s: %s", report.id, report.message_id, status)
+    return _mark(report.id, "processed" if matched else "unmatched")
+
+
+def _mark(report_id: int, status: str) -> str:
+    db.session.execute(
+        sa.update(SmsDeliveryReport)
+        .where(SmsDeliveryReport.id == report_id)
+        .values(status=status, processed_at=utcnow())
     )
-    log.info("sms %s delivery report %s", message.id, status)
-    return _mark(report, "processed")
-
-
-def _mark(report: SmsDeliveryReport, status: str) -> str:
-    report.status, report.processed_at = status, utcnow()
     db.session.commit()
     return status

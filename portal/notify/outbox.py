@@ -28,9 +28,9 @@ from flask import current_app
 
 from ..core.extensions import db
 from ..hotspot.brands import brand_for
-from ..models import Plan, Router, SmsDeliveryReport, SmsMessage, UTCDateTime, Voucher, utcnow
+from ..models import Activation, Plan, Router, SmsDeliveryReport, SmsMessage, UTCDateTime, Voucher, utcnow
 from . import accounts, texts
-from .provider import SmsError, SmsRejected, SmsUnavailable, send_sms, to_e164
+from .provider import SmsAccount, SmsError, SmsRejected, SmsUnavailable, send_sms, to_e164
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ RETRY_CAP_S = 30 * 60.0
 MAX_ATTEMPTS = 8
 LEASE_S = 120
 CUSTOMER_KINDS = ("receipt", "resend")
-COUNTED_STATES = ("sending", "sent", "delivered", "undelivered")  # what the monthly cap counts
+COUNTED_STATES = ("sent", "delivered", "undelivered")  # what the monthly cap counts (a batch adds its own)
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,12 +152,40 @@ def send_due_sms(limit: int | None = None, *, time_budget_s: float = 50.0) -> di
         claimed = claim_due_sms(batch if limit is None else min(batch, limit - done))
         if not claimed:
             break
+        owners = _OwnerFacts()
         for message_id in claimed:
             _pacer().wait(rate)
-            outcome = send_one(message_id)
+            _let_activations_go_first()
+            outcome = send_one(message_id, owners)
             setattr(counts, outcome, getattr(counts, outcome) + 1)
             done += 1
     return counts.as_dict()
+
+
+ACTIVATIONS_FIRST_MAX_WAIT_S = 5.0
+_BUSY_CHECK_S = 0.2
+
+
+def _let_activations_go_first() -> None:
+    """A receipt can wait a few seconds; a customer waiting to get online cannot. While any
+    worker is putting a voucher on a router (or one was just paid for), the sender holds back,
+    at most ACTIVATIONS_FIRST_MAX_WAIT_S per message, so a long rush still lets receipts trickle
+    out. This keeps the sender (and the delivery reports it causes) off activation's latency."""
+    waited = 0.0
+    while waited < ACTIVATIONS_FIRST_MAX_WAIT_S and _activations_busy():
+        time.sleep(_BUSY_CHECK_S)
+        waited += _BUSY_CHECK_S
+
+
+def _activations_busy() -> bool:
+    now = utcnow()
+    busy = db.session.scalar(sa.select(sa.or_(
+        sa.exists().where(Activation.status == "running", Activation.lease_until > now),
+        sa.exists().where(Activation.status == "pending", Activation.next_attempt_at <= now,
+                          Activation.created_at > now - timedelta(seconds=10), Activation.kind == "activate"),
+    )))
+    db.session.commit()  # no snapshot kept between checks
+    return bool(busy)
 
 
 def claim_due_sms(limit: int) -> list[int]:
@@ -184,19 +212,38 @@ def claim_due_sms(limit: int) -> list[int]:
     return won
 
 
-def send_one(message_id: int) -> str:
+class _OwnerFacts:
+    """Per batch: each owner's account and this month's count, read once (a batch is seconds long)."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[int, tuple[SmsAccount | None, str | None, int]] = {}
+        self.sent: dict[int, int] = {}
+
+    def account(self, owner_id: int) -> tuple[SmsAccount | None, str | None, int]:
+        if owner_id not in self._accounts:
+            settings = accounts.settings_for(owner_id)
+            self._accounts[owner_id] = (*accounts.account_for(settings), accounts.monthly_cap(settings))
+        return self._accounts[owner_id]
+
+    def sent_this_month(self, owner_id: int, message_id: int) -> int:
+        if owner_id not in self.sent:
+            self.sent[owner_id] = sent_this_month(owner_id, not_counting=message_id)
+        return self.sent[owner_id]
+
+
+def send_one(message_id: int, owners: _OwnerFacts | None = None) -> str:
     """Send one claimed row and record the outcome (commits): sent, retrying, failed or skipped."""
+    owners = owners or _OwnerFacts()
     message = db.session.get(SmsMessage, message_id)
     if message is None or message.state != "sending":
         return "skipped"
-    settings = accounts.settings_for(message.owner_id)
-    account, which = accounts.account_for(settings)
+    account, which, cap = owners.account(message.owner_id)
     if account is None:
         return _finish(message, "skipped", "no SMS account: set PORTAL_SMS_USERNAME or the owner's own account")
-    if message.kind in CUSTOMER_KINDS and sent_this_month(
-        message.owner_id, not_counting=message.id
-    ) >= accounts.monthly_cap(settings):
-        return _finish(message, "skipped", "the owner's monthly SMS cap is reached")
+    if message.kind in CUSTOMER_KINDS:
+        if owners.sent_this_month(message.owner_id, message.id) >= cap:
+            return _finish(message, "skipped", "the owner's monthly SMS cap is reached")
+        owners.sent[message.owner_id] += 1  # counted as soon as it may go out, as the cap query counts "sending"
     if message.text is None:
         message.text = render_customer_text(message)
     message.account = which
@@ -289,10 +336,13 @@ def sent_this_month(owner_id: int, now: datetime | None = None, *, not_counting:
 
 
 def render_customer_text(message: SmsMessage) -> str:
-    voucher = db.session.get(Voucher, message.voucher_id)
-    plan = db.session.get(Plan, voucher.plan_id)
-    router = db.session.get(Router, voucher.router_id)
-    brand = brand_for(router.id)  # the hotspot's name as the customer's page showed it
+    voucher, plan, router = db.session.execute(
+        sa.select(Voucher, Plan, Router)
+        .join(Plan, Plan.id == Voucher.plan_id)
+        .join(Router, Router.id == Voucher.router_id)
+        .where(Voucher.id == message.voucher_id)
+    ).one()
+    brand = brand_for(router.id)  # the hotspot's name as the customer's page showed it (cached)
     return texts.receipt_text(
         texts.ReceiptFacts(
             code=voucher.code,

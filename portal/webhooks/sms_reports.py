@@ -21,6 +21,6 @@ def sms_delivery_report(token: str):  # type: ignore[no-untyped-def]
     if not delivery.is_report_token(token):
         log.warning("sms delivery report refused from %s: unknown path token", client_address())
         return "OK"
-    report_id = delivery.store_report(request.get_data(cache=False), client_address())
-    delivery.apply_report(report_id)
+    report = delivery.store_report(request.get_data(cache=False), client_address())
+    delivery.apply_report(report)
     return "OK"

@@ -32,6 +32,7 @@ def upgrade():
     )
     with op.batch_alter_table('sms_delivery_reports', schema=None) as batch_op:
         batch_op.create_index('ix_sms_reports_received', ['received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sms_delivery_reports_message_id'), ['message_id'], unique=False)
 
     op.create_table('notify_settings',
     sa.Column('owner_id', sa.Integer(), nullable=False),
@@ -128,6 +129,7 @@ def downgrade():
     op.drop_table('owner_alerts')
     op.drop_table('notify_settings')
     with op.batch_alter_table('sms_delivery_reports', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sms_delivery_reports_message_id'))
         batch_op.drop_index('ix_sms_reports_received')
 
     op.drop_table('sms_delivery_reports')
