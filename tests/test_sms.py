@@ -292,16 +292,18 @@ def test_a_wrong_api_key_is_retried_and_named_without_the_key(app, shop, custome
     assert re.search(r"refused the username or API key", message.last_error)
 
 
-def test_the_sender_holds_back_while_a_voucher_is_going_onto_its_router(app, shop, customer, worker, sms_gateway,
-                                                                        monkeypatch):
+def test_the_sender_holds_back_while_a_voucher_is_going_onto_its_router(
+    app, shop, customer, worker, sms_gateway, monkeypatch
+):
     import time
 
     from portal.models import Activation
 
     customer.wait_for(_buy(customer, shop), ("active",))
     activation = db.session.scalars(sa.select(Activation)).one()
-    db.session.execute(sa.update(Activation).values(status="running",
-                                                    lease_until=datetime.now(UTC) + timedelta(minutes=1)))
+    db.session.execute(
+        sa.update(Activation).values(status="running", lease_until=datetime.now(UTC) + timedelta(minutes=1))
+    )
     db.session.commit()
     monkeypatch.setattr(outbox, "ACTIVATIONS_FIRST_MAX_WAIT_S", 0.6)
     started = time.monotonic()
@@ -309,3 +311,19 @@ def test_the_sender_holds_back_while_a_voucher_is_going_onto_its_router(app, sho
     assert time.monotonic() - started >= 0.6  # it waited for the (pretend) running activation, then sent
     db.session.execute(sa.update(Activation).where(Activation.id == activation.id).values(status="done"))
     db.session.commit()
+
+
+def test_a_pull_routers_acknowledgement_queues_one_receipt(
+    app, shop, make_pull_router, pulling_router, customer, router_box, sms_gateway
+):
+    shop.router, token = make_pull_router(shop.owner, interval_s=15)
+    purchase = _buy(customer, shop, **{"mac": "AA:BB:CC:DD:EE:01", "ip": "10.5.50.23"})
+    assert customer.wait_for(purchase, ("paid",))["status"] == "paid"
+    assert _messages() == []  # paid but not yet on the router: nothing to tell
+    puller = pulling_router(shop.router, token)
+    assert puller.sync_once() == 1
+    puller.sync_once()  # a repeated ack changes nothing
+    assert customer.status(purchase)["status"] == "active"
+    assert _send_all() == {"sent": 1}
+    (sent,) = sms_gateway.wait_for(1)
+    assert _voucher_for(purchase).code in sent.text
