@@ -20,7 +20,7 @@ from .hotspot.activations import NOTIFY_CHANNEL, ActivationWorker
 from .hotspot.routers import probe_quiet_routers
 from .models import JobRun, utcnow
 from .money import reconciliation, webhook_log
-from .notify import alerts, outbox
+from .notify import alerts, delivery, outbox
 from .owners import tokens
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "send_sms": (outbox.send_due_sms, {"seconds": 2}),
     "probe_quiet_routers": (probe_quiet_routers, {"minutes": 1}),
     "check_alerts": (alerts.check_alerts, {"minutes": 1}),
+    "purge_sms_reports": (delivery.purge_old_reports, {"hours": 6}),
 }
 
 

@@ -327,3 +327,24 @@ def test_a_pull_routers_acknowledgement_queues_one_receipt(
     assert _send_all() == {"sent": 1}
     (sent,) = sms_gateway.wait_for(1)
     assert _voucher_for(purchase).code in sent.text
+
+
+def test_the_cli_says_how_sms_stands_and_sends_what_is_due(app, shop, customer, worker, sms_gateway):
+    customer.wait_for(_buy(customer, shop), ("active",))
+    runner = app.test_cli_runner()
+    status = runner.invoke(args=["sms", "status", "--owner", shop.owner.email])
+    assert status.exit_code == 0 and "SMS is on, through the platform's account." in status.output
+    assert "delivery reports URL: http" in status.output and SANDBOX_API_KEY not in status.output
+    sent = runner.invoke(args=["sms", "send"])
+    assert sent.exit_code == 0 and "1 sent" in sent.output
+    assert len(sms_gateway.wait_for(1)) == 1
+    assert runner.invoke(args=["alerts", "check"]).output.strip() == "no change"
+
+
+def test_raw_delivery_reports_are_purged_after_ninety_days(app, shop):
+    db.session.add_all([SmsDeliveryReport(payload="id=old&status=Success", message_id="old",
+                                          received_at=datetime.now(UTC) - timedelta(days=91)),
+                        SmsDeliveryReport(payload="id=new&status=Success", message_id="new")])
+    db.session.commit()
+    assert delivery.purge_old_reports() == 1
+    assert db.session.scalars(sa.select(SmsDeliveryReport.message_id)).all() == ["new"]

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
@@ -111,3 +112,14 @@ def _mark(report_id: int, status: str) -> str:
     )
     db.session.commit()
     return status
+
+
+REPORT_RETENTION = timedelta(days=90)  # as the webhook log: the outcome itself stays on the message
+
+
+def purge_old_reports(now: datetime | None = None) -> int:
+    """Delete raw delivery reports past REPORT_RETENTION; returns how many."""
+    cutoff = (now or utcnow()) - REPORT_RETENTION
+    deleted = db.session.execute(sa.delete(SmsDeliveryReport).where(SmsDeliveryReport.received_at < cutoff)).rowcount
+    db.session.commit()
+    return deleted or 0

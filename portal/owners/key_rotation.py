@@ -6,11 +6,12 @@ import sqlalchemy as sa
 
 from ..core.crypto import rotate_secret
 from ..core.extensions import db
-from ..models import Paybill, Router
+from ..models import NotifySettings, Paybill, Router
 
 ENCRYPTED_COLUMNS = {
     Paybill: ("consumer_key_encrypted", "consumer_secret_encrypted", "passkey_encrypted", "access_token_encrypted", "webhook_token_encrypted"),
     Router: ("api_password_encrypted",),
+    NotifySettings: ("at_api_key_encrypted",),  # issue 17: an owner's own Africa's Talking key
 }
 
 
