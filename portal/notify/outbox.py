@@ -140,10 +140,10 @@ class SendCounts:
         return {k: v for k, v in vars(self).items() if v}
 
 
-def send_due_sms(limit: int | None = None, *, time_budget_s: float = 1.8) -> dict[str, int]:
+def send_due_sms(limit: int | None = None, *, time_budget_s: float = 1.3) -> dict[str, int]:
     """Claim and send due messages, at most PORTAL_SMS_RATE_PER_S a second, until none is due,
-    ``limit`` are done or the time budget is spent (the job runs every 2 s: a run ends before the
-    next is due, give or take half a second's batch). Safe to run in several workers at once."""
+    ``limit`` are done or the time budget is spent (the job runs every 2 s: with the last
+    half-second batch a run still ends before the next is due). Safe to run in several workers at once."""
     rate = float(current_app.config["PORTAL_SMS_RATE_PER_S"])
     batch = max(1, int(rate / 2))  # half a second of sends: a claimed row is sent in this run
     deadline = time.monotonic() + time_budget_s
