@@ -232,7 +232,7 @@ def resend_sms(purchase_id: str):  # type: ignore[no-untyped-def]
         return _render_wait(payment, notice=limited_message(exc), status_code=429)
     except outbox.ResendRefused as exc:
         return _render_wait(payment, notice=say(f"sms_resend_{exc.reason}"), status_code=409)
-    return _render_wait(payment, notice=say("sms_resent", phone=mask_phone(voucher.phone or "")))
+    return _render_wait(payment, good_news=say("sms_resent", phone=mask_phone(voucher.phone or "")))
 
 
 @bp.get("/p/<purchase_id>/status")
@@ -286,7 +286,8 @@ def _router(slug: str) -> Router:
     return catalogue.router_by_slug(slug) or abort(404)
 
 
-def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200):  # type: ignore[no-untyped-def]
+def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200,
+                 good_news: str | None = None):  # type: ignore[no-untyped-def]
     status = customer_status.purchase_status(payment)
     ctx = HotspotContext.from_json(payment.hotspot_json)
     brand = brands.brand_for(payment.router_id)
@@ -320,6 +321,7 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         status=status,
         message=status_message(status, brand),
         notice=notice,
+        good_news=good_news,
         brand=brand,
         masked_phone=mask_phone(payment.phone) if payment.phone else "",
         prompt=prompt,
