@@ -135,3 +135,21 @@ def test_alerts_are_not_customer_sms_and_skip_the_cap(app, owner_shop, router_bo
     alerts.check_alerts()
     assert len(_texts(sms_gateway)) == 1
     assert db.session.scalars(sa.select(SmsMessage.kind)).all() == ["alert"]
+
+
+def test_a_problem_waiting_over_an_hour_alerts(app, owner_shop, customer, daraja, sms_gateway):
+    from portal.models import StkInitiation
+
+    from .test_purchase_flow import _buy
+
+    _buy(customer, owner_shop, phone="0700 099 999")  # the sandbox never answers: a stuck prompt
+    db.session.execute(sa.update(StkInitiation).values(created_at=utcnow() - timedelta(minutes=30)))
+    db.session.commit()
+    _set_router(owner_shop.router.id, last_seen_at=utcnow())
+    assert alerts.check_alerts() == {}  # a problem, but not an hour old
+
+    db.session.execute(sa.update(StkInitiation).values(created_at=utcnow() - timedelta(minutes=61)))
+    db.session.commit()
+    assert alerts.check_alerts() == {"opened": 1, "notified": 1}
+    (sent,) = _texts(sms_gateway)
+    assert sent.startswith("WiFi portal alert: 1 problem(s) waiting over an hour on the Problems page")
