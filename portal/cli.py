@@ -84,59 +84,33 @@ def router() -> None:
 )
 @click.option("--owner", "owner_email", required=True, help="Owner's email.")
 @click.option("--name", required=True, help="A name customers see, e.g. 'Mama Njeri Cafe'.")
-@click.option(
-    "--host", default=None, help="Router address the portal can reach (public IP, VPN IP, DNS name). API only."
-)
-@click.option(
-    "--port", default=8728, show_default=True, type=click.IntRange(1, 65535), help="8728 (api) or 8729 (api-ssl)."
-)
+@click.option("--host", default=None, help="Router address the portal can reach (public IP, VPN IP, DNS name). API only.")
+@click.option("--port", default=8728, show_default=True, type=click.IntRange(1, 65535), help="8728 (api) or 8729 (api-ssl).")
 @click.option("--username", default=None, help="RouterOS API user (policy api,read,write). API only.")
 @click.option("--password", default=None, help="Stored encrypted. API only.")
 @click.option("--tls", is_flag=True, help="Use api-ssl.")
 @click.option("--hotspot-server", default=None, help="Hotspot server name on the router (default: all).")
-@click.option(
-    "--transport",
-    type=click.Choice(["api", "pull"]),
-    default="api",
-    show_default=True,
-    help="api: the portal connects to the router. pull: the router syncs with the portal on a schedule "
-    "(any RouterOS, behind any NAT); prints its sync token once.",
-)
-@click.option(
-    "--sync-interval",
-    default=pull_sync.DEFAULT_INTERVAL_S,
-    show_default=True,
-    type=click.IntRange(pull_sync.MIN_INTERVAL_S, pull_sync.MAX_INTERVAL_S),
-    help="Pull only: seconds between syncs.",
-)
-def router_add(
-    owner_email, name, host, port, username, password, tls, hotspot_server, transport, sync_interval
-) -> None:  # type: ignore[no-untyped-def]
+@click.option("--transport", type=click.Choice(["api", "pull"]), default="api", show_default=True,
+              help="api: the portal connects to the router. pull: the router syncs with the portal on a schedule "
+              "(any RouterOS, behind any NAT); prints its sync token once.")
+@click.option("--sync-interval", default=pull_sync.DEFAULT_INTERVAL_S, show_default=True,
+              type=click.IntRange(pull_sync.MIN_INTERVAL_S, pull_sync.MAX_INTERVAL_S), help="Pull only: seconds between syncs.")
+def router_add(owner_email, name, host, port, username, password, tls, hotspot_server, transport, sync_interval) -> None:  # type: ignore[no-untyped-def]
     owner_user = _owner(owner_email)
     if transport == "pull":
         new, token = pull_sync.create_pull_router(
             owner=owner_user, name=name, hotspot_server=hotspot_server, interval_s=sync_interval
         )
         db.session.commit()
-        click.echo(
-            f"sync token (shown once; `flask router pull-script --slug {new.slug}` makes a new one with the script): {token}"
-        )
+        click.echo(f"sync token (shown once; `flask router pull-script --slug {new.slug}` makes a new one with the script): {token}")
         click.echo(f"router added (pull sync every {sync_interval}s); portal URL /r/{new.slug} ; slug {new.slug}")
         return
-    missing = [
-        flag for flag, value in (("--host", host), ("--username", username), ("--password", password)) if not value
-    ]
+    missing = [flag for flag, value in (("--host", host), ("--username", username), ("--password", password)) if not value]
     if missing:
         raise click.UsageError(f"an api router needs {', '.join(missing)} (or use --transport pull)")
     new = create_router(
-        owner=owner_user,
-        name=name,
-        host=host,
-        port=port,
-        username=username,
-        password=password,
-        use_tls=tls,
-        hotspot_server=hotspot_server,
+        owner=owner_user, name=name, host=host, port=port, username=username, password=password,
+        use_tls=tls, hotspot_server=hotspot_server,
     )
     db.session.commit()
     click.echo(f"router added; portal URL /r/{new.slug} ; slug {new.slug}")
@@ -154,57 +128,35 @@ def _router_by_slug(slug: str) -> Router:
 def router_sync_token(slug: str) -> None:
     found = _router_by_slug(slug)
     token = pull_sync.issue_sync_token(found)
-    audit.record(
-        "router_sync_token_rotated", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id
-    )
+    audit.record("router_sync_token_rotated", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id)
     db.session.commit()
     click.echo(token)
 
 
-@router.command(
-    "pull-script",
-    help="Print the RouterOS setup script for a pull router, with a fresh sync token (the old one stops working).",
-)
+@router.command("pull-script", help="Print the RouterOS setup script for a pull router, with a fresh sync token "
+                "(the old one stops working).")
 @click.option("--slug", required=True)
-@click.option(
-    "--form",
-    type=click.Choice(pull_scripts.FORMS),
-    default="json",
-    show_default=True,
-    help="json: RouterOS 7.13+. rsc: RouterOS 6 (6.43+) or 7 before 7.13.",
-)
+@click.option("--form", type=click.Choice(pull_scripts.FORMS), default="json", show_default=True,
+              help="json: RouterOS 7.13+. rsc: RouterOS 6 (6.43+) or 7 before 7.13.")
 @click.option("--hotspot-profile", default="hsprof1", show_default=True)
 @click.option("--html-directory", default="hotspot", show_default=True)
 def router_pull_script(slug: str, form: str, hotspot_profile: str, html_directory: str) -> None:
     found = _router_by_slug(slug)
     if found.transport != "pull":
-        raise click.ClickException(
-            f"{slug} is reached over the API; switch it first: flask router transport --slug {slug} --to pull"
-        )
+        raise click.ClickException(f"{slug} is reached over the API; switch it first: flask router transport --slug {slug} --to pull")
     token = pull_sync.issue_sync_token(found)
     options = pull_scripts.PullSetupOptions(
-        form=form,
-        interval_s=found.sync_interval_s,
-        hotspot_profile=hotspot_profile,
-        html_directory=html_directory,
+        form=form, interval_s=found.sync_interval_s, hotspot_profile=hotspot_profile, html_directory=html_directory,
         ca_pem=pull_scripts.read_ca_pem(current_app.config["PORTAL_ROUTER_CA_FILE"]),
     )
     script = pull_scripts.pull_setup_script(found, current_app.config["PORTAL_BASE_URL"], token, options)
-    audit.record(
-        "router_sync_token_rotated",
-        actor="cli",
-        owner_id=found.owner_id,
-        object_type="router",
-        object_id=found.id,
-        detail="with a new pull setup script",
-    )
+    audit.record("router_sync_token_rotated", actor="cli", owner_id=found.owner_id, object_type="router", object_id=found.id,
+                 detail="with a new pull setup script")
     db.session.commit()
     click.echo(script)
 
 
-@router.command(
-    "transport", help="Switch how the portal reaches a router: api (it connects) or pull (the router syncs)."
-)
+@router.command("transport", help="Switch how the portal reaches a router: api (it connects) or pull (the router syncs).")
 @click.option("--slug", required=True)
 @click.option("--to", "transport", type=click.Choice(["api", "pull"]), required=True)
 def router_transport(slug: str, transport: str) -> None:
@@ -213,14 +165,8 @@ def router_transport(slug: str, transport: str) -> None:
         wake = pull_sync.set_transport(found, transport)
     except pull_sync.TransportError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record(
-        "router_transport_changed",
-        actor="cli",
-        owner_id=found.owner_id,
-        object_type="router",
-        object_id=found.id,
-        detail=f"now {transport}",
-    )
+    audit.record("router_transport_changed", actor="cli", owner_id=found.owner_id, object_type="router",
+                 object_id=found.id, detail=f"now {transport}")
     db.session.commit()
     if wake:
         activations.wake_worker()
@@ -233,12 +179,7 @@ def paybill() -> None:
 
 
 @paybill.command("add", help="Add a paybill or till with its Daraja app credentials (stored encrypted).")
-@click.option(
-    "--owner",
-    "owner_email",
-    default=None,
-    help="Owner's email; leave out for the platform's own paybill (the fallback).",
-)
+@click.option("--owner", "owner_email", default=None, help="Owner's email; leave out for the platform's own paybill (the fallback).")
 @click.option("--type", "kind", type=click.Choice(["paybill", "till"]), required=True)
 @click.option("--shortcode", required=True, help="Paybill number, or till number for a till.")
 @click.option("--store", default=None, help="Till only: the HO/store number Daraja uses as BusinessShortCode.")
@@ -252,15 +193,8 @@ def paybill_add(owner_email, kind, shortcode, store, consumer_key, consumer_secr
         raise click.BadParameter("a till needs --store (the HO/store number)", param_hint="--store")
     user = _owner(owner_email) if owner_email else None
     new = create_paybill(
-        owner=user,
-        number=shortcode,
-        kind=kind,
-        consumer_key=consumer_key,
-        consumer_secret=consumer_secret,
-        passkey=passkey,
-        environment=environment,
-        store_number=store,
-        name=name,
+        owner=user, number=shortcode, kind=kind, consumer_key=consumer_key, consumer_secret=consumer_secret,
+        passkey=passkey, environment=environment, store_number=store, name=name,
     )
     db.session.flush()
     if user is not None and user.default_paybill_id is None:
@@ -281,33 +215,16 @@ def plan() -> None:
 @click.option("--duration", required=True, help="30m, 1h, 1d, 7d …")
 @click.option("--data-limit", default=None, help="e.g. 500MB, 500M, 2G (total, up + down).")
 @click.option("--rate-limit", default=None, help="RouterOS rx/tx from the router's view, e.g. 2M/5M (5M download).")
-@click.option(
-    "--validity", type=click.Choice(["wall_clock", "connected_time"]), default="wall_clock", show_default=True
-)
-@click.option(
-    "--devices",
-    type=click.IntRange(1, 50),
-    default=1,
-    show_default=True,
-    help="Devices online at once on one voucher (RouterOS shared-users).",
-)
-@click.option(
-    "--lock-to-device",
-    is_flag=True,
-    default=False,
-    help="Only the buying device (its MAC address) may log in with the code.",
-)
+@click.option("--validity", type=click.Choice(["wall_clock", "connected_time"]), default="wall_clock", show_default=True)
+@click.option("--devices", type=click.IntRange(1, 50), default=1, show_default=True,
+              help="Devices online at once on one voucher (RouterOS shared-users).")
+@click.option("--lock-to-device", is_flag=True, default=False,
+              help="Only the buying device (its MAC address) may log in with the code.")
 def plan_add(owner_email, name, price, duration, data_limit, rate_limit, validity, devices, lock_to_device) -> None:  # type: ignore[no-untyped-def]
     new = Plan(
-        owner_id=_owner(owner_email).id,
-        name=name,
-        price=price,
-        duration_s=parse_duration(duration),
-        data_limit_bytes=parse_bytes(data_limit) if data_limit else None,
-        rate_limit=rate_limit,
-        validity_mode=validity,
-        devices=devices,
-        lock_to_device=lock_to_device,
+        owner_id=_owner(owner_email).id, name=name, price=price, duration_s=parse_duration(duration),
+        data_limit_bytes=parse_bytes(data_limit) if data_limit else None, rate_limit=rate_limit,
+        validity_mode=validity, devices=devices, lock_to_device=lock_to_device,
     )
     db.session.add(new)
     db.session.commit()
