@@ -62,6 +62,8 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(ledger)
     app.cli.add_command(payouts)
     app.cli.add_command(refunds)
+    app.cli.add_command(sms)  # issue 17
+    app.cli.add_command(alerts_cli)
 
 
 @click.group(help="Owner accounts.")
@@ -483,3 +485,49 @@ def refunds_send(receipt: str, reason: str, phone: str | None, note: str | None)
         raise click.ClickException(str(exc)) from exc
     words = refund.failure_reason or ("by hand" if refund.method == "by_hand" else "")
     click.echo(f"refund {refund.id} of KES {refund.amount} for {receipt}: {refund.state} {words}".rstrip())
+# --- Issue 17: SMS and owner alerts ----------------------------------------------------------------
+
+
+@click.group(help="SMS to customers and owners (Africa's Talking).")
+def sms() -> None:
+    pass
+
+
+@sms.command("status", help="Say whether this owner's SMS go out, through whose account, and this month's use.")
+@click.option("--owner", "owner_email", required=True)
+def sms_status(owner_email: str) -> None:
+    from .notify import accounts as sms_accounts
+    from .notify import delivery, reports
+
+    user = _owner(owner_email)
+    status = sms_accounts.sms_status(user.id)
+    use = reports.month_use(user.id)
+    if not status.sending:
+        click.echo("No SMS is sent: PORTAL_SMS_USERNAME is not set and the owner has no own account.")
+    else:
+        click.echo(f"SMS is on, through the {'owner' if status.account == 'owner' else 'platform'}'s account.")
+    click.echo(f"this month: {use.sent} of {use.cap} customer SMS, {use.alerts} alerts, KES {use.cost_kes:.2f}")
+    click.echo(f"delivery reports URL: {delivery.report_url()}")
+
+
+@sms.command("send", help="Send the SMS that are due now (the send_sms job does this every few seconds).")
+def sms_send() -> None:
+    from .notify import outbox
+
+    counts = outbox.send_due_sms(time_budget_s=60.0)
+    click.echo(", ".join(f"{n} {what}" for what, n in counts.items()) or "nothing due")
+
+
+@click.group("alerts", help="Owner alerts (router down, Daraja credentials, problems, payouts).")
+def alerts_cli() -> None:
+    pass
+
+
+@alerts_cli.command(
+    "check", help="Open, send and clear owner alerts for what is wrong now (a job does this every minute)."
+)
+def alerts_check() -> None:
+    from .notify import alerts
+
+    counts = alerts.check_alerts()
+    click.echo(", ".join(f"{n} {what}" for what, n in counts.items()) or "no change")

@@ -17,8 +17,10 @@ from flask import Flask
 from .core import rate_limits
 from .core.extensions import db
 from .hotspot.activations import NOTIFY_CHANNEL, ActivationWorker
+from .hotspot.routers import probe_quiet_routers
 from .models import JobRun, utcnow
 from .money import b2c_transfers, ledger, payouts, reconciliation, refunds, webhook_log
+from .notify import alerts, delivery, outbox
 from .owners import tokens
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,11 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "reprocess_webhooks": (webhook_log.reprocess_failed, {"seconds": 30}),
     "purge_webhook_logs": (webhook_log.purge_old, {"hours": 6}),
     "prune_rate_limit_hits": (rate_limits.prune_old_hits, {"minutes": 15}),
+    # Issue 17: SMS to customers and alerts to owners.
+    "send_sms": (outbox.send_due_sms, {"seconds": 2}),
+    "probe_quiet_routers": (probe_quiet_routers, {"minutes": 1}),
+    "check_alerts": (alerts.check_alerts, {"minutes": 1}),
+    "purge_sms_reports": (delivery.purge_old_reports, {"hours": 6}),
 }
 # Issue 15: sales into the ledger, B2C transfers whose outcome is unknown, the weekly payouts.
 JOBS.update({

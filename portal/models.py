@@ -327,6 +327,10 @@ class Voucher(db.Model):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When the router first counted time on a printed (cash) voucher: "unsold" until then.
     first_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Issue 17: the language of the page the customer bought on (their SMS speaks it), and the
+    # buy form's "no SMS" tick box.
+    language: Mapped[str | None] = mapped_column(sa.String(2))
+    sms_opt_out: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     plan: Mapped[Plan] = relationship()
     router: Mapped[Router] = relationship()
@@ -786,3 +790,112 @@ class Refund(_B2CTransfer, db.Model):
     requested_by: Mapped[str] = mapped_column(sa.String(254), default="system")
 
     payment: Mapped[Payment] = relationship()
+# --- Issue 17: SMS to customers and alerts to owners (portal/notify) ------------------------------
+
+SMS_KINDS = ("receipt", "resend", "alert")
+# queued → sending (claimed, leased) → sent (the provider took it) → delivered | undelivered (its
+# delivery report); failed = given up after retries; skipped = never sent (no SMS account, opted
+# out, the owner's monthly cap reached), with the reason in last_error.
+SMS_STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "skipped")
+
+
+class SmsMessage(db.Model):
+    """The SMS outbox. A receipt row is written in the activation's transaction, once per voucher
+    (``dedupe_key``); the notify worker renders, sends and retries it with backoff."""
+
+    __tablename__ = "sms_messages"
+    __table_args__ = (
+        _status_check("kind", SMS_KINDS, "sms_kind_valid"),
+        _status_check("state", SMS_STATES, "sms_state_valid"),
+        sa.Index("ix_sms_due", "state", "next_attempt_at"),
+        sa.Index("ix_sms_owner_created", "owner_id", "created_at", "id"),  # dashboard list, monthly cap
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "receipt:<voucher id>" for the one receipt per voucher; unique, so a second insert does nothing.
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    voucher_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vouchers.id"), index=True)
+    alert_id: Mapped[int | None] = mapped_column(sa.ForeignKey("owner_alerts.id"))
+    phone: Mapped[str] = mapped_column(sa.String(16))  # 2547…, as stored elsewhere; +254… goes to the provider
+    language: Mapped[str] = mapped_column(sa.String(2), default="en")
+    text: Mapped[str | None] = mapped_column(sa.String(480))  # rendered by the worker before the first send
+    state: Mapped[str] = mapped_column(sa.String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(sa.String(300))
+    account: Mapped[str | None] = mapped_column(sa.String(8))  # "platform" | "owner": whose provider account sent it
+    provider_message_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    provider_status_code: Mapped[int | None]  # 100/101/102 taken; 4xx/5xx refused
+    delivery_status: Mapped[str | None] = mapped_column(sa.String(24))  # the report's status word
+    delivery_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    cost: Mapped[str | None] = mapped_column(sa.String(24))  # as the provider wrote it, "KES 0.8000"
+    cost_kes_micro: Mapped[int | None] = mapped_column(sa.BigInteger)  # the same in millionths of a shilling
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SmsDeliveryReport(db.Model):
+    """Every delivery report as received (form body), stored before it is matched to a message."""
+
+    __tablename__ = "sms_delivery_reports"
+    __table_args__ = (sa.Index("ix_sms_reports_received", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payload: Mapped[str] = mapped_column(sa.Text)
+    remote_addr: Mapped[str | None] = mapped_column(sa.String(45))
+    message_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)  # the send's messageId
+    status: Mapped[str] = mapped_column(sa.String(10), default="received")  # received|processed|unmatched|rejected
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+ALERT_KINDS = ("router_down", "paybill_failing", "problem_waiting", "payout_failed")
+
+
+class OwnerAlert(db.Model):
+    """One episode of one kind of trouble for one owner: open while it lasts, cleared on recovery.
+    ``notified_at`` is when its SMS went out (None: held back by the one-per-hour rule)."""
+
+    __tablename__ = "owner_alerts"
+    __table_args__ = (
+        _status_check("kind", ALERT_KINDS, "alert_kind_valid"),
+        sa.Index("ix_alerts_owner_kind_open", "owner_id", "kind", "cleared_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    detail: Mapped[str] = mapped_column(sa.String(300))  # what is wrong, in the owner's words (never a secret)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    all_clear_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class NotifySettings(db.Model):
+    """An owner's SMS choices: monthly cap, which alerts, where they go, and optionally their own
+    Africa's Talking account (its API key encrypted at rest)."""
+
+    __tablename__ = "notify_settings"
+
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    customer_sms: Mapped[bool] = mapped_column(default=True)  # send customers their code by SMS
+    monthly_cap: Mapped[int | None]  # SMS per calendar month (Nairobi); None = PORTAL_SMS_MONTHLY_CAP
+    alert_phone: Mapped[str | None] = mapped_column(sa.String(12))  # None = the owner's confirmed sign-up phone
+    alert_router_down: Mapped[bool] = mapped_column(default=True)
+    alert_paybill_failing: Mapped[bool] = mapped_column(default=True)
+    alert_problem_waiting: Mapped[bool] = mapped_column(default=True)
+    alert_payout_failed: Mapped[bool] = mapped_column(default=True)
+    at_username: Mapped[str | None] = mapped_column(sa.String(64))  # the owner's own account, if any
+    at_api_key_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    at_sender: Mapped[str | None] = mapped_column(sa.String(16))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    at_api_key = EncryptedField()
+
+    def wants_alert(self, kind: str) -> bool:
+        return bool(getattr(self, f"alert_{kind}", False))

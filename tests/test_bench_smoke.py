@@ -14,12 +14,13 @@ def test_quick_bench_exits_zero_and_prints_the_table():
     if "BENCH_PG_URL" not in env and env.get("TEST_DATABASE_URL"):
         env["BENCH_PG_URL"] = env["TEST_DATABASE_URL"]
     done = subprocess.run([str(ROOT / "scripts" / "bench"), "--quick"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=420)  # every group at --quick, tunnel, money and SMS included
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "| figure" in done.stdout and "| met" in done.stdout, output[-4000:]
     for figure in ("STK callback handling p95 (PostgreSQL)", "callbacks/s sustained", "callback → user on router p95",
                    "plans page TTFB p95", "customer page weight", "token refresh", "reconciliation of",
                    "callback → user on a pull router p95", "pull sync p95",
-                   "hub sync, 100 peers", "callback → user on router over the tunnel p95"):
+                   "hub sync, 100 peers", "callback → user on router over the tunnel p95",
+                   "callback → user on router p95, SMS on vs off", "receipts by SMS after"):
         assert figure in done.stdout, f"{figure!r} missing from the table:\n{done.stdout}"

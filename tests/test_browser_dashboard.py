@@ -77,6 +77,7 @@ def _pages(app: Any, shop: Any) -> list[tuple[str, str]]:
         ("logs", "/dashboard/logs"),
         ("audit", "/dashboard/logs/audit"),
         ("account", "/dashboard/account"),
+        ("sms", "/dashboard/sms"),  # issue 17
     ]
 
 

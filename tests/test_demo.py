@@ -33,6 +33,13 @@ def test_demo_smoke_buys_a_voucher_end_to_end(smoke):
     assert "pull router demo-kiosk: True" in result.stdout  # the demo router that syncs by pull
 
 
+def test_demo_sends_the_receipt_through_the_sandbox_sms_gateway(smoke):
+    # Issue 17: the approved purchase's code reaches the sandbox Africa's Talking gateway by SMS.
+    result, _ = smoke
+    assert "SMS receipt: True" in result.stdout
+    assert re.search(r"smoke: SMS to \+254712345678: Demo Cafe WiFi code: \w+\. 1 Hour, valid until", result.stdout)
+
+
 def test_readme_starts_with_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
@@ -65,6 +72,7 @@ def test_after_the_router_login_the_demo_lands_on_a_you_are_online_page(router_b
     from portal.sandbox.hotspot import ROUTER_PAGES, SandboxHotspot
 
     with SandboxHotspot(router_box, pages_dir=ROUTER_PAGES, default_link_orig="/status") as hotspot:
+        hotspot.status_extra_html = '<p>see the <a href="http://127.0.0.1:1/">sandbox SMS gateway</a></p>'  # as the demo sets it
         router_box.users["ABCD2345XY"] = {".id": "*1", "name": "ABCD2345XY", "password": "ABCD2345XY", "profile": "default"}
         login = requests.get(hotspot.login_url, timeout=5)
         link_orig = re.search(r"<dt>link-orig</dt><dd>([^<]+)</dd>", login.text).group(1)
@@ -74,6 +82,7 @@ def test_after_the_router_login_the_demo_lands_on_a_you_are_online_page(router_b
     assert hotspot.logins[-1]["error"] is None, hotspot.logins
     assert link_orig == f"{hotspot.base_url}/status"
     assert landed.url == link_orig and "You are online" in landed.text
+    assert 'sandbox SMS gateway</a>' in landed.text  # issue 17: the demo's success page links the SMS it "sent"
 
 
 def test_the_demo_shows_a_router_reached_over_the_wireguard_tunnel(smoke):

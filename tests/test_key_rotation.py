@@ -21,7 +21,8 @@ def _stored_secrets() -> list[tuple[str, str]]:
             for column in columns:
                 value = getattr(row, column)
                 if value:
-                    found.append((f"{model.__tablename__}.{column} id={row.id}", value))
+                    key = getattr(row, "id", None) or row.owner_id  # notify_settings is keyed by its owner
+                    found.append((f"{model.__tablename__}.{column} id={key}", value))
     return found
 
 
@@ -44,6 +45,9 @@ def test_after_rotation_every_secret_is_under_the_new_key_and_none_under_the_old
     other = make_owner()
     make_paybill(other, kind="till")
     make_router(other, name="Second shop")
+    from portal.notify.accounts import save_settings
+
+    save_settings(other.id, at_username="other", at_api_key="atsk_other_owner_key")  # issue 17
     before = _stored_secrets()
     assert any("access_token" in where for where, _ in before), "the shop's token should be cached"
     plain_before = {where: Fernet(TEST_FERNET_KEY.encode()).decrypt(token.encode()) for where, token in before}

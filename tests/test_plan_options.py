@@ -55,3 +55,32 @@ def test_a_locked_one_device_voucher_refuses_a_second_device(shop, make_plan, cu
     with pytest.raises(SandboxTrap, match="MAC"):
         router_box.log_in_host(user=code, password_matches=lambda p: True, ip="10.5.50.99",
                                mac="AA:BB:CC:DD:EE:09", login_by="http-pap")
+
+
+def test_plan_add_devices_and_lock_show_on_the_plans_page_and_the_printed_cards(shop, customer, signed_in):
+    import sqlalchemy as sa
+
+    from portal.core.extensions import db
+    from portal.models import Plan
+
+    result = _cli("plan", "add", "--owner", shop.owner.email, "--name", "Family", "--price", "30",
+                              "--duration", "1d", "--devices", "2", "--lock-to-device")
+    assert result.exit_code == 0, result.output
+    family = db.session.scalars(sa.select(Plan).where(Plan.name == "Family")).one()
+    assert (family.devices, family.lock_to_device) == (2, True)
+
+    page = customer.open_plans(shop.router.slug, **HOTSPOT).text
+    assert "2 devices" in page
+    assert "vifaa 2" in customer.open_plans(shop.router.slug, lang="sw", **HOTSPOT).text
+
+    _, b = signed_in(shop.owner)
+    assert "locked to the buyer" in b.get("/dashboard/plans").text
+    made = b.post("/dashboard/vouchers/batches", {"plan_id": family.id, "router_id": shop.router.id, "count": 1})
+    card = b.get(made.headers["Location"] + "/print").text.split('<div class="card">', 1)[1]
+    assert "2 devices" in card
+
+
+def _cli(*args: str):  # type: ignore[no-untyped-def]
+    from flask import current_app
+
+    return current_app.test_cli_runner().invoke(args=list(args))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import BooleanField, HiddenField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
 from ..core.form_fields import WholeNumberField
@@ -28,6 +28,7 @@ class BuyForm(FlaskForm):
     phone = StringField(validators=[DataRequired(message="err_phone_required"), Length(max=32), _valid_phone])
     # One random value per rendered form: a second submit of the same form finds the first purchase.
     purchase_key = HiddenField(validators=[Length(max=64)])
+    no_sms = BooleanField()  # issue 17: "do not send me my code by SMS"
 
 
 class VoucherForm(FlaskForm):
@@ -64,7 +65,7 @@ class ShownForm:
 
 
 def blank_buy_form(*, purchase_key: str, phone: str) -> ShownForm:
-    return ShownForm(plan_id=None, phone=phone, purchase_key=purchase_key)
+    return ShownForm(plan_id=None, phone=phone, purchase_key=purchase_key, no_sms=False)
 
 
 def blank_voucher_form(code: str = "") -> ShownForm:
@@ -73,3 +74,5 @@ def blank_voucher_form(code: str = "") -> ShownForm:
 
 def blank_receipt_form() -> ShownForm:
     return ShownForm(receipt="")
+class ResendForm(FlaskForm):
+    """ "Send my code again" by SMS: only the CSRF token."""

@@ -29,16 +29,31 @@ from flask import (
 from flask_wtf.csrf import CSRFError, generate_csrf
 
 from ..core.client_address import client_address
-from ..core.rate_limits import RateLimited, record_attempt, seconds_until_allowed
+from ..core.rate_limits import (
+    SMS_RESEND_PER_VOUCHER,
+    SMS_RESEND_PER_VOUCHER_HOUR,
+    RateLimited,
+    record_attempt,
+    seconds_until_allowed,
+)
 from ..hotspot import brands, catalogue
 from ..hotspot.login_context import HotspotContext
 from ..models import Payment, Router, Voucher
 from ..money import customer_status, purchase, recovery
 from ..mpesa.errors import InvalidPhoneNumber
 from ..mpesa.phones import mask_phone, normalise_phone
+from ..notify import outbox
 from . import bp
 from .forms import (
-    BuyForm, ReceiptForm, RetryForm, ShownForm, VoucherForm, blank_buy_form, blank_receipt_form, blank_voucher_form,
+    BuyForm,
+    ReceiptForm,
+    ResendForm,
+    RetryForm,
+    ShownForm,
+    VoucherForm,
+    blank_buy_form,
+    blank_receipt_form,
+    blank_voucher_form,
 )
 from .guards import code_checks, push_checks
 from .hotspot_params import PARAM_NAMES, as_params, context_from, from_form, hidden_inputs_html, router_error
@@ -105,7 +120,8 @@ def buy(slug: str):  # type: ignore[no-untyped-def]
         msisdn = normalise_phone(form.phone.data)
         record_attempt(push_checks(msisdn, ctx, client_address()), token=form.purchase_key.data or None)
         payment = purchase.start_purchase(
-            router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None
+            router, plan, phone=form.phone.data, hotspot=ctx, idempotency_key=form.purchase_key.data or None,
+            language=g.lang, sms_opt_out=bool(form.no_sms.data),
         )
     except InvalidPhoneNumber:
         form.phone.errors = ["err_phone_invalid"]
@@ -210,6 +226,25 @@ def retry(purchase_id: str):  # type: ignore[no-untyped-def]
     return redirect(url_for("captive.wait", purchase_id=again.public_id), code=303)
 
 
+@bp.post("/p/<purchase_id>/sms")
+def resend_sms(purchase_id: str):  # type: ignore[no-untyped-def]
+    """ "Send my code again": one more SMS with the code, to the number that paid (issue 17)."""
+    payment = customer_status.find_purchase(purchase_id) or abort(404)
+    form = ResendForm()
+    if not form.validate() or payment.voucher is None:
+        return redirect(url_for("captive.wait", purchase_id=payment.public_id), code=303)
+    voucher = payment.voucher
+    try:
+        record_attempt([(f"sms:voucher:{voucher.id}", SMS_RESEND_PER_VOUCHER),
+                        (f"sms:voucher:{voucher.id}", SMS_RESEND_PER_VOUCHER_HOUR)])
+        outbox.queue_resend(voucher)
+    except RateLimited as exc:
+        return _render_wait(payment, notice=limited_message(exc), status_code=429)
+    except outbox.ResendRefused as exc:
+        return _render_wait(payment, notice=say(f"sms_resend_{exc.reason}"), status_code=409)
+    return _render_wait(payment, good_news=say("sms_resent", phone=mask_phone(voucher.phone or "")))
+
+
 @bp.get("/p/<purchase_id>/status")
 def status(purchase_id: str):  # type: ignore[no-untyped-def]
     payment = customer_status.find_purchase(purchase_id)
@@ -261,7 +296,8 @@ def _router(slug: str) -> Router:
     return catalogue.router_by_slug(slug) or abort(404)
 
 
-def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200):  # type: ignore[no-untyped-def]
+def _render_wait(payment: Payment, *, notice: str | None = None, status_code: int = 200,
+                 good_news: str | None = None):  # type: ignore[no-untyped-def]
     status = customer_status.purchase_status(payment)
     ctx = HotspotContext.from_json(payment.hotspot_json)
     brand = brands.brand_for(payment.router_id)
@@ -295,6 +331,7 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         status=status,
         message=status_message(status, brand),
         notice=notice,
+        good_news=good_news,
         brand=brand,
         masked_phone=mask_phone(payment.phone) if payment.phone else "",
         prompt=prompt,
@@ -308,9 +345,14 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         other_number_url=_plans_url(router, ctx, other_number=True) if router else None,
         receipt_url=_plans_url(router, ctx, show="receipt") if router else None,
         refresh=status.status in ("pending", "paid"),
+        can_resend_sms=status.status == "active" and bool(payment.phone) and _sms_configured(),
         lang_url=url_for("captive.wait", purchase_id=payment.public_id, lang=_other_lang()),
     )
     return _private(page, status_code)
+
+
+def _sms_configured() -> bool:
+    return bool(current_app.config["PORTAL_SMS_USERNAME"])
 
 
 def _may_send_again(
@@ -371,6 +413,7 @@ def _render_plans(
             hidden_inputs=hidden_inputs_html(ctx, generate_csrf()),
             brand=brands.brand_for(router.router_id if isinstance(router, catalogue.Storefront) else router.id),
             focus_phone=request.args.get("number") == "other",
+            sms_offered=bool(current_app.config["PORTAL_SMS_USERNAME"]),  # no query: the page stays fast
         ),
         status,
     )

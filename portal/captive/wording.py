@@ -70,6 +70,13 @@ WORDS: dict[str, str] = {
     "rl_client_hour": N_("This hotspot has sent too many payment prompts. Wait {wait}, then try again."),
     "rl_code_device": N_("Too many codes tried from this device. Wait {wait}, then try again."),
     "rl_code_client": N_("Too many codes tried on this hotspot. Wait {wait}, then try again."),
+    "rl_sms_resend": N_("Your code was sent by SMS a moment ago. Wait {wait} before asking again."),
+    "rl_sms_resend_hour": N_("Your code was sent by SMS several times already. Wait {wait} before asking again."),
+    # "send my code again" by SMS (issue 17)
+    "sms_resent": N_("We sent your code again by SMS to {phone}."),
+    "sms_resend_no_phone": N_("We have no phone number for this code, so we cannot send it by SMS."),
+    "sms_resend_not_ready": N_("Your code is not ready yet. Wait for your payment to be confirmed."),
+    "sms_resend_no_account": N_("This hotspot does not send SMS. Write your code down from this page."),
     "seconds": N_("{n} seconds"),
     "minutes": N_("{n} minutes"),
     # the router refused the login ($(error) from errors.txt; router_login.router_error_key)

@@ -66,6 +66,7 @@ def load_settings(instance_path: str, overrides: Mapping[str, Any] | None = None
     settings.update(_owner_self_service(env))
     settings.update(_tunnel(env))
     settings.update(_money_settings(env))
+    settings.update(_sms_settings(env))
     settings.update(overrides or {})
     _check_tunnel(settings)
     if settings["PORTAL_ROUTER_CA_FILE"] and not os.path.isfile(settings["PORTAL_ROUTER_CA_FILE"]):
@@ -160,6 +161,31 @@ def _money_settings(env: Mapping[str, str]) -> dict[str, Any]:
         # A sent transfer with no result after this long is asked about with Transaction Status.
         "PORTAL_B2C_RESULT_WAIT_S": _int(env, "PORTAL_B2C_RESULT_WAIT_S", 120),
     }
+SMS_LIVE_URL = "https://api.africastalking.com"
+SMS_SANDBOX_URL = "https://api.sandbox.africastalking.com"  # Africa's Talking's, for username "sandbox"
+
+
+def _sms_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """SMS to customers and alerts to owners through Africa's Talking (issue 17). Without a
+    username no SMS is sent (the dashboard says so). PORTAL_SMS_BASE_URL overrides the provider's
+    host the way DARAJA_BASE_URL does, so a stand-in speaking its HTTP API can take its place."""
+    return {
+        "PORTAL_SMS_USERNAME": env.get("PORTAL_SMS_USERNAME", "").strip(),
+        "PORTAL_SMS_API_KEY": env.get("PORTAL_SMS_API_KEY", "").strip(),  # a secret: never logged or stored
+        "PORTAL_SMS_SENDER": env.get("PORTAL_SMS_SENDER", "").strip(),  # registered sender id; empty = provider's
+        "PORTAL_SMS_BASE_URL": (env.get("PORTAL_SMS_BASE_URL") or "").rstrip("/"),
+        "PORTAL_SMS_TIMEOUT_S": _float(env, "PORTAL_SMS_TIMEOUT_S", 10.0),
+        # Messages per second the sender allows itself (the provider publishes no figure; stay polite).
+        "PORTAL_SMS_RATE_PER_S": _float(env, "PORTAL_SMS_RATE_PER_S", 20.0),
+        "PORTAL_SMS_MONTHLY_CAP": _int(env, "PORTAL_SMS_MONTHLY_CAP", 2000),  # per owner, unless they set theirs
+    }
+
+
+def sms_base_url(settings: Mapping[str, Any], username: str) -> str:
+    """The provider host: the override, else Africa's Talking's sandbox for "sandbox", else live."""
+    if settings.get("PORTAL_SMS_BASE_URL"):
+        return str(settings["PORTAL_SMS_BASE_URL"])
+    return SMS_SANDBOX_URL if username == "sandbox" else SMS_LIVE_URL
 
 
 def _mail_settings_for_flask_mail(settings: dict[str, Any]) -> None:
@@ -195,6 +221,8 @@ def _check_production(settings: dict[str, Any]) -> None:
         raise ConfigError("PORTAL_BASE_URL must be an https:// URL in production (Daraja posts callbacks to it)")
     if not settings["DATABASE_URL"] or settings["DATABASE_URL"].startswith("sqlite"):
         raise ConfigError("DATABASE_URL must point at a real database (PostgreSQL) in production")
+    if settings["PORTAL_SMS_USERNAME"] and not settings["PORTAL_SMS_API_KEY"]:
+        raise ConfigError("PORTAL_SMS_USERNAME is set without PORTAL_SMS_API_KEY; set both, or neither to send no SMS")
     if settings["PORTAL_OPEN_SIGNUP"] and not settings["PORTAL_MAIL_SERVER"]:
         raise ConfigError("PORTAL_OPEN_SIGNUP needs PORTAL_MAIL_SERVER: sign-up codes and password resets go by e-mail")
 

@@ -41,6 +41,9 @@ PUSH_PER_DEVICE_HOUR = Limit("device_hour", 10, 3600)
 PUSH_PER_CLIENT_HOUR = Limit("client_hour", 120, 3600)  # one router's public address: many customers
 CODE_TRIES_PER_DEVICE = Limit("code_device", 5, 600)
 CODE_TRIES_PER_CLIENT = Limit("code_client", 60, 600)
+# Issue 17: "send my code again" by SMS, per voucher (the message goes to the number that paid).
+SMS_RESEND_PER_VOUCHER = Limit("sms_resend", 1, 300)
+SMS_RESEND_PER_VOUCHER_HOUR = Limit("sms_resend_hour", 3, 3600)
 LONGEST_WINDOW_S = 3600
 
 

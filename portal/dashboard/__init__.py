@@ -24,6 +24,7 @@ NAV_ITEMS = (
     ("dashboard.payouts", "Payouts", "payouts"),  # issue 15, admins
     ("dashboard.vouchers", "Vouchers", "vouchers"),
     ("dashboard.logs", "Logs", "logs"),
+    ("dashboard.sms", "SMS", "sms"),  # issue 17: SMS and alerts
     ("dashboard.owners", "Owners", "owners"),
     ("dashboard.account", "Account", "account"),
 )

@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 
 from ..core.extensions import db
 from ..models import Activation, Plan, Router, UTCDateTime, Voucher, utcnow
+from ..notify import outbox
 from ..routeros import hotspot
 from ..routeros.connection import RouterConnection
 from ..routeros.errors import RouterCommandFailed, RouterError, RouterLoginFailed, RouterUnreachable
@@ -493,11 +494,13 @@ def validity_from_activation(validity_mode: str, duration_s: int, voucher_source
 def mark_voucher_active(voucher_id: int, valid_for_s: int | None, now: datetime) -> None:
     """The voucher is on its router: paid → active (a cancelled one stays cancelled). Caller commits."""
     expires_at = now + timedelta(seconds=valid_for_s) if valid_for_s else None
-    db.session.execute(
+    became_active = db.session.execute(
         sa.update(Voucher)
         .where(Voucher.id == voucher_id, Voucher.status == "paid")
         .values(status="active", activated_at=now, expires_at=expires_at)
-    )
+    ).rowcount
+    if became_active:
+        outbox.queue_receipt(voucher_id, now)  # issue 17: one receipt SMS row, sent later by the notify worker
 
 
 def _record_failure(work: ActivationWork, exc: Exception) -> None:

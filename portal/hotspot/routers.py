@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
 import secrets
 import socket
-import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -308,3 +309,27 @@ def unfinished_activations(router: Router, limit: int = 50) -> list[Activation]:
             .limit(limit)
         )
     )
+
+
+QUIET_PROBE_AFTER = timedelta(minutes=3)
+
+
+def probe_quiet_routers(limit: int = 20, *, now: datetime | None = None) -> dict[str, int]:
+    """Issue 17: log in to API routers the portal has not reached for a few minutes, so a router
+    that went down between sales shows (and alerts) within minutes. Oldest contact first, at most
+    ``limit`` per run; each probe records last_seen_at or last_error (``check_connection``)."""
+    cutoff = (now or utcnow()) - QUIET_PROBE_AFTER
+    quiet = db.session.scalars(
+        sa.select(Router).where(
+            Router.status == "active", Router.transport == "api",
+            sa.func.coalesce(Router.last_seen_at, Router.created_at) < cutoff,
+        ).order_by(sa.func.coalesce(Router.last_seen_at, Router.created_at)).limit(limit)
+    ).all()
+    counts = {"reachable": 0, "unreachable": 0}
+    for router in quiet:
+        try:
+            check_connection(router)
+            counts["reachable"] += 1
+        except RouterError:
+            counts["unreachable"] += 1
+    return {k: v for k, v in counts.items() if v}

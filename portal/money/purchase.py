@@ -79,8 +79,13 @@ def start_purchase(
     phone: str,
     hotspot: HotspotContext,
     idempotency_key: str | None = None,
+    language: str | None = None,
+    sms_opt_out: bool = False,
 ) -> Payment:
     """Create voucher + payment + initiation, then send one STK push.
+
+    ``language`` (the customer's page language) and ``sms_opt_out`` go on the voucher: its
+    receipt SMS speaks that language, or is not sent.
 
     Rows are committed before the push is sent, so a refused or timed-out push is still on record,
     and a double-submitted form (same ``idempotency_key``) finds the first purchase instead of
@@ -95,7 +100,9 @@ def start_purchase(
     if paybill is None:
         raise PurchaseError("no_paybill")
     try:
-        payment, initiation = _record_new_purchase(router, plan, paybill, msisdn, hotspot, idempotency_key)
+        payment, initiation = _record_new_purchase(
+            router, plan, paybill, msisdn, hotspot, idempotency_key, language=language, sms_opt_out=sms_opt_out
+        )
     except IntegrityError:
         db.session.rollback()  # the other half of a double submit committed first
         existing = _purchase_with_key(idempotency_key)
@@ -119,6 +126,9 @@ def _record_new_purchase(
     msisdn: str,
     hotspot: HotspotContext,
     idempotency_key: str | None,
+    *,
+    language: str | None = None,
+    sms_opt_out: bool = False,
 ) -> tuple[Payment, StkInitiation]:
     voucher = Voucher(
         code=new_voucher_code(),
@@ -128,6 +138,8 @@ def _record_new_purchase(
         phone=msisdn,
         device_mac=hotspot.mac,
         device_ip=hotspot.ip,
+        language=language,
+        sms_opt_out=sms_opt_out,
     )
     payment = Payment(
         public_id=secrets.token_urlsafe(16),

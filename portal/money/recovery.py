@@ -237,7 +237,8 @@ def purchase_again(payment: Payment) -> Payment:
         raise purchase.PromptStillOpen(wait_s)
     hotspot = HotspotContext.from_json(payment.hotspot_json)
     key = f"again:{payment.phone}:{latest.id if latest else 0}"
-    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=key)
+    return purchase.start_purchase(router, plan, phone=payment.phone, hotspot=hotspot, idempotency_key=key,
+                                   language=voucher.language, sms_opt_out=voucher.sms_opt_out)
 
 
 def _is_a_resend_of(candidate: Payment | None, payment: Payment) -> bool:

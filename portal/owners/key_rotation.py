@@ -6,13 +6,14 @@ import sqlalchemy as sa
 
 from ..core.crypto import rotate_secret
 from ..core.extensions import db
-from ..models import Paybill, PaybillB2C, Router, TunnelHub
+from ..models import NotifySettings, Paybill, PaybillB2C, Router, TunnelHub
 
 ENCRYPTED_COLUMNS = {
     Paybill: ("consumer_key_encrypted", "consumer_secret_encrypted", "passkey_encrypted", "access_token_encrypted", "webhook_token_encrypted"),
     Router: ("api_password_encrypted", "wg_private_key_encrypted"),
     TunnelHub: ("private_key_encrypted",),
     PaybillB2C: ("initiator_name_encrypted", "initiator_password_encrypted"),  # issue 15
+    NotifySettings: ("at_api_key_encrypted",),  # issue 17: an owner's own Africa's Talking key
 }
 
 

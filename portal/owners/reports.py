@@ -303,12 +303,16 @@ JOB_COUNT_WORDS: dict[str, str] = {
     "unreachable": "{} routers not answering", "started": "{} cash vouchers started",
     "retried": "{} webhooks retried", "processed": "{} processed", "still_failed": "{} still failing",
     "gave_up": "{} given up (see Problems)",
+    # issue 17: send_sms, probe_quiet_routers, check_alerts
+    "retrying": "{} SMS to try again", "reachable": "{} routers answering", "opened": "{} alerts opened",
+    "notified": "{} alerts raised", "cleared": "{} alerts cleared", "all_clear": "{} all clears",
 }
 JOB_TOTAL_WORDS: dict[str, str] = {
     "expire_initiations": "{} unanswered payment requests expired",
     "expire_vouchers": "{} vouchers past their time removed",
     "purge_webhook_logs": "{} old webhook records deleted",
     "prune_rate_limit_hits": "{} old rate-limit records deleted",
+    "purge_sms_reports": "{} old SMS delivery reports deleted",
 }
 
 

@@ -33,6 +33,7 @@ from .hotspot import ROUTER_PAGES, SandboxHotspot
 from .mail import ReceivedMail, SandboxMailbox
 from .pulling_router import SandboxPullingRouter
 from .router import SandboxRouter
+from .sms import SANDBOX_API_KEY, SANDBOX_USERNAME, SandboxSmsGateway
 
 DEMO_OWNER = ("demo@example.com", "demo-password-123")
 DEMO_ADMIN = ("admin@example.com", "admin-password-123")  # the Owners page: lock or delete an owner
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     kiosk_box.add_host(kiosk_hotspot.device_mac, kiosk_hotspot.device_ip)
     # Sign-up codes and password-reset links land in a local SMTP server and are printed here.
     mailbox = SandboxMailbox(on_message=_print_mail).start()
+    # Issue 17: customer receipts and owner alerts go through the sandbox Africa's Talking gateway.
+    sms_gateway = SandboxSmsGateway(report_delay_s=1.0).start()
+    for page in (hotspot, kiosk_hotspot):  # the "You are online" page points at the SMS that was "sent"
+        page.status_extra_html = (f'<p>Your code was also sent by SMS: see it on the <a href="{sms_gateway.base_url}/">'
+                                  "sandbox SMS gateway</a>.</p>")
 
     app = create_app(
         {
@@ -114,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port, "PORTAL_MAIL_USE_TLS": False,
             "PORTAL_TUNNEL_ENDPOINT": TUNNEL_ENDPOINT,
             "PORTAL_B2C_CERT_SANDBOX": str(certificate), "PORTAL_PAYOUT_REQUIRES_APPROVAL": True,
+            "PORTAL_SMS_USERNAME": SANDBOX_USERNAME, "PORTAL_SMS_API_KEY": SANDBOX_API_KEY,
+            "PORTAL_SMS_BASE_URL": sms_gateway.base_url, "PORTAL_SMS_SENDER": "DEMOCAFE",
         }
     )
     with app.app_context():
@@ -124,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         _log_to_file(log_file)  # and it has just reconfigured logging: send everything to the file again
         pull_token = _seed(router_box)
         _seed_platform_sales(router_box)
+        from ..notify.delivery import report_url
+
+        sms_gateway.report_url = report_url()  # as an owner pastes it into Africa's Talking's dashboard
     server = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     # The kiosk runs the portal-sync protocol against its own sandbox router, every few seconds.
@@ -136,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_print_purchases, args=(app, seeded), daemon=True).start()
     try:
         if args.smoke:
-            smoked = _smoke(portal_url, hotspot, router_box, daraja, kiosk_hotspot, kiosk_box)
+            smoked = _smoke(portal_url, hotspot, router_box, daraja, kiosk_hotspot, kiosk_box, sms_gateway)
             print(f"smoke: payout {payout_line}", flush=True)
             return smoked if payout_line.startswith("completed") else 1
-        _announce(portal_url, hotspot, daraja, router_box, log_file, kiosk_hotspot)
+        _announce(portal_url, hotspot, daraja, router_box, log_file, kiosk_hotspot, sms_gateway)
         print(f"\n  Platform paybill {PLATFORM_SHORTCODE} collects for {FALLBACK_OWNER[0]} / {FALLBACK_OWNER[1]}:\n"
               f"    their Balance page shows the ledger; their first payout: {payout_line}\n"
               f"    admins approve payouts on {portal_url}/dashboard/payouts", flush=True)
@@ -156,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         kiosk_box.stop()
         daraja.stop()
         mailbox.stop()
+        sms_gateway.stop()
 
 
 def _free_port() -> int:
@@ -188,6 +200,10 @@ def _seed(router_box: SandboxRouter) -> str:
 
     owner: User = create_owner(*DEMO_OWNER)
     owner.business_name, owner.support_phone = "Demo Cafe", "0722 000 111"  # on printed vouchers
+    from ..notify.accounts import save_settings
+
+    db.session.flush()
+    save_settings(owner.id, alert_phone="254722000111")  # owner alerts by SMS go to the sandbox gateway too
     create_owner(*DEMO_ADMIN, admin=True)
     db.session.flush()
     paybill = create_paybill(
@@ -343,7 +359,7 @@ def _register_c2b() -> None:
 
 def _announce(
     portal_url: str, hotspot: SandboxHotspot, daraja: SandboxDaraja, router_box: SandboxRouter, log_file: Path,
-    kiosk_hotspot: SandboxHotspot,
+    kiosk_hotspot: SandboxHotspot, sms_gateway: SandboxSmsGateway,
 ) -> None:
     numbers = "".join(f"    {number}  {outcome}\n" for number, outcome in TEST_NUMBERS)
     print(
@@ -357,6 +373,7 @@ def _announce(
         "  Pick \"1 Hour – KES 10\", type 0712 345 678, and watch the wait page.\n"
         f"  Test numbers (the last five digits are the M-Pesa result code):\n{numbers}\n"
         f"  Sandbox Daraja control page:   {daraja.base_url}/sandbox  (C2B URLs registered for {SANDBOX_SHORTCODE})\n"
+        f"  Sandbox SMS gateway (receipts, alerts): {sms_gateway.base_url}/  (…111 fails, …222 never reported)\n"
         f"  Sandbox router API:            {router_box.host}:{router_box.port} (user {router_box.username})\n"
         f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n"
         f"  Admin (Owners page):           {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
@@ -414,18 +431,32 @@ def _seconds_between(start: datetime | None, end: datetime | None) -> str | None
 
 
 def _smoke(portal_url: str, hotspot: SandboxHotspot, router_box: SandboxRouter, daraja: SandboxDaraja,
-           kiosk_hotspot: SandboxHotspot, kiosk_box: SandboxRouter) -> int:
+           kiosk_hotspot: SandboxHotspot, kiosk_box: SandboxRouter, sms_gateway: SandboxSmsGateway) -> int:
     """The newcomer's paths, automated: router login page → plans → buy → wait → online, once
     approved on the phone, once settled by a C2B payment from the sandbox control page, and once
     on the kiosk, the router that syncs by pull (another phone: one prompt per phone per minute)."""
     approved = _smoke_purchase(portal_url, hotspot, router_box, "0712 345 678")
     by_c2b = _smoke_purchase(portal_url, hotspot, router_box, NEVER_ANSWERS, daraja=daraja)
     by_pull = _smoke_purchase(portal_url, kiosk_hotspot, kiosk_box, "0722 345 678", slug=PULL_SLUG)
-    ok = approved and by_c2b and by_pull
+    receipt = _smoke_sms(sms_gateway, "+254712345678")
+    ok = approved and by_c2b and by_pull and receipt
     time.sleep(1.0)  # the purchase printer looks every 0.5 s: let it report the last one
     print(f"smoke: {'ok' if ok else 'FAILED'} (STK approved: {approved}, C2B from the control page: {by_c2b}, "
-          f"pull router {PULL_SLUG}: {by_pull})", flush=True)
+          f"pull router {PULL_SLUG}: {by_pull}, SMS receipt: {receipt})", flush=True)
     return 0 if ok else 1
+
+
+def _smoke_sms(sms_gateway: SandboxSmsGateway, number: str) -> bool:
+    """The approved purchase's receipt reaches the sandbox SMS gateway (the send_sms job runs every 2 s)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        sent = sms_gateway.sent_to(number)
+        if sent:
+            print(f"smoke: SMS to {number}: {sent[0].text}", flush=True)
+            return True
+        time.sleep(0.2)
+    print(f"smoke: no SMS reached the sandbox gateway for {number}", flush=True)
+    return False
 
 
 def _smoke_purchase(

@@ -91,6 +91,8 @@ class SandboxHotspot:
         self.pages_dir = pages_dir
         self.default_link_orig = default_link_orig
         self.logins: list[dict[str, Any]] = []  # every login attempt: method, username, login_by, error
+        # Demo only: a note added to the "You are online" page (the demo links its SMS gateway there).
+        self.status_extra_html: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -209,7 +211,10 @@ class SandboxHotspot:
         session = self.router.session_for_mac(self.device_mac)
         template = self._router_page("status.html")
         if template is not None:
-            return Response(render_router_page(template, self.page_variables(session)), mimetype="text/html")
+            page = render_router_page(template, self.page_variables(session))
+            if self.status_extra_html and session is not None:
+                page = page.replace("</body>", self.status_extra_html + "</body>", 1)
+            return Response(page, mimetype="text/html")
         if session is None:
             return _page("Status", "<p>not logged in</p>")
         return _page("Status", f"<p>logged in as {html.escape(session['user'])}</p>")

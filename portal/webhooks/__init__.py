@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("webhooks", __name__, url_prefix="/hooks")
 
-from . import b2c, views  # noqa: E402,F401
+from . import b2c, sms_reports, views  # noqa: E402,F401  (sms_reports: issue 17, SMS delivery reports)

@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import figures, money, procs, pull, seed, tunnel
+from . import figures, money, procs, pull, seed, sms, tunnel
 from .sandboxes import TimedRouter
 from .table import Row, render
 
@@ -35,7 +35,7 @@ only when something is broken (errors, unpaid callbacks, lost activations, dupli
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts, bars not enforced (CI smoke test)")
-    parser.add_argument("--only", default="", help="comma-separated figure groups: callbacks,router,pages,dashboard,jobs,pull,money,tunnel (default: all; tunnel needs root)")
+    parser.add_argument("--only", default="", help="comma-separated figure groups: callbacks,router,pages,dashboard,jobs,pull,money,sms,tunnel (default: all; tunnel needs root)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (default 3: cores + 1; measured best on 2 cores)")
     parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker (default 2: more threads fight over the GIL)")
     parser.add_argument("--cpus", default="0,1", help="CPUs gunicorn is pinned to with taskset (default 0,1; '' = no pinning)")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     scale = figures.QUICK if args.quick else figures.FULL
-    groups = set(filter(None, args.only.split(","))) or {"callbacks", "router", "pages", "dashboard", "jobs", "pull", "money", "tunnel"}
+    groups = set(filter(None, args.only.split(","))) or {"callbacks", "router", "pages", "dashboard", "jobs", "pull", "money", "sms", "tunnel"}
     log_dir = Path(tempfile.mkdtemp(prefix="portal-bench-"))
     started = time.monotonic()
     rows: list[Row] = []
@@ -118,6 +118,8 @@ def run_all(args: argparse.Namespace, scale: figures.Scale, groups: set[str], lo
         rows.extend(tunnel.figures_for(tunnel.QUICK if args.quick else tunnel.FULL, log_dir, broken))
     if "money" in groups:  # issue 15: payout batch, Balance and statement pages
         rows.extend(money.figures(scale, log_dir, broken))
+    if "sms" in groups:  # issue 17: receipts by SMS, and activation latency with them on
+        rows.extend(sms.figures(gunicorn, sms.QUICK if args.quick else sms.FULL, log_dir, broken))
 
 
 def _sqlite_handling(gunicorn, scale: figures.Scale, log_dir: Path, broken: figures.Findings) -> Row:  # type: ignore[no-untyped-def]
