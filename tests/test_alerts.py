@@ -153,3 +153,45 @@ def test_a_problem_waiting_over_an_hour_alerts(app, owner_shop, customer, daraja
     assert alerts.check_alerts() == {"opened": 1, "notified": 1}
     (sent,) = _texts(sms_gateway)
     assert sent.startswith("WiFi portal alert: 1 problem(s) waiting over an hour on the Problems page")
+
+
+def test_a_tunnel_router_without_a_handshake_for_eleven_minutes_alerts_while_the_hub_syncs(app, owner_shop, sms_gateway):
+    from portal.models import TunnelHub
+    from portal.tunnel import pool
+
+    app.config.update(PORTAL_TUNNEL_ENDPOINT="hub.example.com:51820", TUNNEL_ENABLED=True,
+                      TUNNEL_ENDPOINT_HOST="hub.example.com", TUNNEL_LISTEN_PORT=51820)
+    pool.ensure_hub()
+    router = owner_shop.router
+    _set_router(router.id, connection_mode="tunnel", created_at=utcnow() - timedelta(days=1),
+                wg_last_handshake_at=utcnow() - timedelta(minutes=11), last_error=None, last_seen_at=utcnow())
+    assert alerts.check_alerts() == {}  # the hub has not synced: its handshake times say nothing
+
+    db.session.execute(sa.update(TunnelHub).values(last_sync_at=utcnow()))
+    db.session.commit()
+    assert alerts.check_alerts() == {"opened": 1, "notified": 1}
+    (alert,) = alerts.open_alerts_for(owner_shop.owner.id)
+    assert alert.kind == "router_down" and "has no tunnel since" in alert.detail
+
+    _set_router(router.id, wg_last_handshake_at=utcnow())  # the router dialled in again
+    assert alerts.check_alerts() == {"cleared": 1, "all_clear": 1}
+    assert _texts(sms_gateway)[-1] == "WiFi portal all clear: your routers are reachable again"
+
+
+def test_a_failed_payout_alerts_until_a_later_one_goes_through(app, owner_shop, sms_gateway):
+    from portal.models import Payout
+
+    owner_id = owner_shop.owner.id
+    failed = Payout(owner_id=owner_id, amount=1200, phone="254712345678", state="failed",
+                    failure_reason="the platform's B2C account has too little money")
+    db.session.add(failed)
+    db.session.commit()
+    assert alerts.check_alerts() == {"opened": 1, "notified": 1}
+    (alert,) = alerts.open_alerts_for(owner_id)
+    assert alert.kind == "payout_failed" and "KES 1200" in alert.detail and "too little money" in alert.detail
+    assert _texts(sms_gateway)[-1].startswith("WiFi portal alert: payout of KES 1200 failed")
+
+    db.session.add(Payout(owner_id=owner_id, amount=1200, phone="254712345678", state="completed"))
+    db.session.commit()
+    assert alerts.check_alerts() == {"cleared": 1, "all_clear": 1}
+    assert _texts(sms_gateway)[-1] == "WiFi portal all clear: payouts go through again"

@@ -8,8 +8,8 @@ that kind went out to that owner within the hour, sends it by SMS to the owner's
 that went out gets an "all clear". So a flapping router gives at most one alert (and its all
 clear) per hour. Safe to run twice: the second run finds the alerts the first one opened.
 
-Extension points: ``ROUTER_STALENESS`` takes more "this router is out of reach" checks (the
-tunnel's handshake age will go there), and ``register_check`` a whole new kind's check (payouts).
+Extension points: ``ROUTER_STALENESS`` takes "this router is out of reach" checks (API contact,
+pull sync, the tunnel's handshake age), and ``register_check`` a whole new kind's check.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from ..core.extensions import db
-from ..models import OwnerAlert, Paybill, Router, User, utcnow
+from ..models import OwnerAlert, Paybill, Payout, Router, User, utcnow
 from ..money import problems as money_problems
+from ..tunnel import pool as tunnel_pool
+from ..tunnel import status as tunnel_status
 from . import accounts, outbox, texts
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,23 @@ def pull_routers_silent(now: datetime) -> list[StaleRouter]:
     return [StaleRouter(r.id, r.owner_id, r.name, r.last_sync_at, "not syncing") for r in rows]
 
 
-# TODO(issue 15): the tunnel's "no handshake for 10 minutes" check joins this list.
-ROUTER_STALENESS: list[RouterStaleness] = [api_routers_unreachable, pull_routers_silent]
+def tunnel_routers_silent(now: datetime) -> list[StaleRouter]:
+    """Tunnel routers with no WireGuard handshake for over 10 minutes, while the hub is syncing (an
+    idle hub's handshake times say nothing). Such a router is out of reach even between sales."""
+    if not tunnel_pool.is_enabled() or not tunnel_status.hub_is_watching(now):
+        return []
+    cutoff = now - ROUTER_DOWN_AFTER
+    rows = db.session.execute(
+        sa.select(Router.id, Router.owner_id, Router.name, Router.wg_last_handshake_at).where(
+            Router.status == "active",
+            Router.connection_mode == "tunnel",
+            sa.func.coalesce(Router.wg_last_handshake_at, Router.created_at) < cutoff,
+        )
+    ).all()
+    return [StaleRouter(r.id, r.owner_id, r.name, r.wg_last_handshake_at, "has no tunnel") for r in rows]
+
+
+ROUTER_STALENESS: list[RouterStaleness] = [api_routers_unreachable, pull_routers_silent, tunnel_routers_silent]
 
 
 def routers_down(now: datetime) -> list[Trouble]:
@@ -159,8 +176,27 @@ def problems_waiting(now: datetime) -> list[Trouble]:
     return troubles
 
 
-# TODO(issue 12): payouts register their "payout failed" check here with register_check.
-CHECKS: list[Check] = [routers_down, paybills_failing, problems_waiting]
+def payouts_failed(now: datetime) -> list[Trouble]:
+    """Owners whose latest payout failed (a retry or a later payout that goes through clears it)."""
+    latest = (
+        sa.select(Payout.owner_id, sa.func.max(Payout.id).label("id"))
+        .where(Payout.kind == "payout", Payout.owner_id.is_not(None))
+        .group_by(Payout.owner_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        sa.select(Payout.owner_id, Payout.amount, Payout.failure_reason, Payout.created_at)
+        .join(latest, latest.c.id == Payout.id)
+        .where(Payout.state == "failed")
+    ).all()
+    return [
+        Trouble(r.owner_id, "payout_failed",
+                f"payout of KES {r.amount} failed: {(r.failure_reason or 'M-Pesa refused it')[:120]}")
+        for r in rows
+    ]
+
+
+CHECKS: list[Check] = [routers_down, paybills_failing, problems_waiting, payouts_failed]
 
 
 def register_check(check: Check) -> None:
