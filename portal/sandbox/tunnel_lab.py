@@ -169,9 +169,13 @@ class TunnelLab:
                    "--username", tun.api_user, "--password", tun.api_password, "--delay", str(delay_s),
                    "--state", str(site.state_file), "--identity", f"router-{site.netns}",
                    log=self.tmp / f"{site.netns}-router.log")
-        deadline = time.monotonic() + 15
+        router_log = self.tmp / f"{site.netns}-router.log"
+        deadline = time.monotonic() + 40  # a loaded CI machine starts Python slowly
         while not site.state_file.exists():
-            assert time.monotonic() < deadline, "the site's sandbox router did not start"
+            process = site.processes[-1]
+            if process.poll() is not None or time.monotonic() > deadline:
+                words = router_log.read_text()[-2000:] if router_log.exists() else "(no log)"
+                raise AssertionError(f"the site's sandbox router did not start (exit {process.poll()}): {words}")
             time.sleep(0.1)
         return tun
 
