@@ -28,7 +28,8 @@ from portal.sandbox.router import SandboxRouter
 
 # Fixture modules shared by several test files: the dashboard's signed-in browser and factories,
 # and headless Chromium for the customer flows.
-pytest_plugins = ["tests.dashboard_support", "tests.browser", "tests.tunnel_support", "tests.money_support"]  # money: issue 15
+pytest_plugins = ["tests.dashboard_support", "tests.browser", "tests.tunnel_support", "tests.money_support",
+                  "tests.sms_support"]
 
 TEST_FERNET_KEY = "hKGDXyRf0s3f0hP1mS0uV9f8yqQmG1GZ0m3vCq7bN3w="
 PG_URL = os.environ.get("TEST_DATABASE_URL")

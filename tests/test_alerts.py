@@ -15,25 +15,16 @@ from portal.core.extensions import db
 from portal.hotspot.routers import probe_quiet_routers
 from portal.models import OwnerAlert, Paybill, Router, SmsMessage, utcnow
 from portal.notify import accounts, alerts, outbox
-from portal.sandbox.sms import SANDBOX_API_KEY, SandboxSmsGateway
+from portal.sandbox.sms import SandboxSmsGateway
+
+from .sms_support import sms_settings
 
 OWNER_PHONE = "254712000001"
 
 
 @pytest.fixture
-def sms_gateway():  # type: ignore[no-untyped-def]
-    with SandboxSmsGateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture
 def app_overrides(sms_gateway) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "PORTAL_SMS_USERNAME": "sandbox",
-        "PORTAL_SMS_API_KEY": SANDBOX_API_KEY,
-        "PORTAL_SMS_BASE_URL": sms_gateway.base_url,
-        "PORTAL_SMS_RATE_PER_S": 200.0,
-    }
+    return sms_settings(sms_gateway)
 
 
 @pytest.fixture

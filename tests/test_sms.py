@@ -21,9 +21,10 @@ from portal.core.extensions import db
 from portal.models import SmsDeliveryReport, SmsMessage, Voucher
 from portal.notify import accounts, delivery, gsm7, outbox
 from portal.notify.texts import NAIROBI
-from portal.sandbox.sms import SANDBOX_API_KEY, SandboxSmsGateway
+from portal.sandbox.sms import SANDBOX_API_KEY
 
 from .conftest import form_fields, wait_until
+from .sms_support import sms_settings
 from .test_purchase_flow import HOTSPOT, _buy, _count, _initiation, _payment, _post_callback, _success_body
 
 SILENT_PHONE = "0700 099 999"  # Daraja's sandbox never calls back for it; the SMS gateway delivers to it
@@ -31,20 +32,8 @@ FAILED_PAYMENT_PHONE = "0700 001 032"  # Daraja's sandbox: cancelled by the cust
 
 
 @pytest.fixture
-def sms_gateway():  # type: ignore[no-untyped-def]
-    with SandboxSmsGateway(report_delay_s=0.05) as gateway:
-        yield gateway
-
-
-@pytest.fixture
 def app_overrides(sms_gateway) -> dict:  # type: ignore[no-untyped-def]
-    return {
-        "PORTAL_SMS_USERNAME": "sandbox",
-        "PORTAL_SMS_API_KEY": SANDBOX_API_KEY,
-        "PORTAL_SMS_BASE_URL": sms_gateway.base_url,
-        "PORTAL_SMS_RATE_PER_S": 200.0,
-        "PORTAL_SMS_SENDER": "MAMANJERI",
-    }
+    return sms_settings(sms_gateway, PORTAL_SMS_SENDER="MAMANJERI")
 
 
 @pytest.fixture(autouse=True)

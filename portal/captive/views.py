@@ -58,7 +58,7 @@ from .forms import (
 from .guards import code_checks, push_checks
 from .hotspot_params import PARAM_NAMES, as_params, context_from, from_form, hidden_inputs_html, router_error
 from .language import COOKIE, NAMES, choose_language, other_language
-from .router_login import router_error_key, router_login
+from .router_login import RouterLogin, router_error_key, router_login
 from .wording import describe_duration, describe_wait, limited_message, say, status_message
 
 PHONE_COOKIE = "phone"
@@ -153,10 +153,7 @@ def voucher_login(slug: str):  # type: ignore[no-untyped-def]
     if voucher is None:
         form.code.errors = [CODE_ERRORS.get(checked.outcome, "err_bad_code")]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=400)
-    login = router_login(
-        ctx, voucher.code, page_is_https=request.is_secure, hotspot_dns_name=router.hotspot_dns_name,
-        router_label=router.slug, allow_loopback=not current_app.config["IS_PRODUCTION"],
-    )
+    login = _login_at_router(ctx, voucher.code, router)
     if login is None:
         form.code.errors = ["err_no_login_link"]
         return _render_plans(router, ctx, voucher=form, open_="voucher", status=200)
@@ -308,11 +305,7 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
     )
     router = payment.router
     login = (
-        router_login(
-            ctx, status.voucher, page_is_https=request.is_secure,
-            hotspot_dns_name=router.hotspot_dns_name if router else None, router_label=router.slug if router else "",
-            allow_loopback=not current_app.config["IS_PRODUCTION"],
-        )
+        _login_at_router(ctx, status.voucher, router)
         if status.status == "active" and status.voucher
         else None
     )
@@ -349,6 +342,14 @@ def _render_wait(payment: Payment, *, notice: str | None = None, status_code: in
         lang_url=url_for("captive.wait", purchase_id=payment.public_id, lang=_other_lang()),
     )
     return _private(page, status_code)
+
+
+def _login_at_router(ctx: HotspotContext, code: str, router: Router | None) -> RouterLogin | None:
+    """This request's browser login at the router (loopback login links only in development)."""
+    return router_login(
+        ctx, code, page_is_https=request.is_secure, hotspot_dns_name=router.hotspot_dns_name if router else None,
+        router_label=router.slug if router else "", allow_loopback=not current_app.config["IS_PRODUCTION"],
+    )
 
 
 def _sms_configured() -> bool:
@@ -413,7 +414,7 @@ def _render_plans(
             hidden_inputs=hidden_inputs_html(ctx, generate_csrf()),
             brand=brands.brand_for(router.router_id if isinstance(router, catalogue.Storefront) else router.id),
             focus_phone=request.args.get("number") == "other",
-            sms_offered=bool(current_app.config["PORTAL_SMS_USERNAME"]),  # no query: the page stays fast
+            sms_offered=_sms_configured(),  # no query: the page stays fast
         ),
         status,
     )

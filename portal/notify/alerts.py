@@ -59,31 +59,28 @@ def _nairobi(moment: datetime | None) -> str:
     return moment.astimezone(texts.NAIROBI).strftime("%H:%M %d %b") if moment else "it was added"
 
 
+def _routers_quiet_since(now: datetime, last_contact: sa.ColumnElement[datetime], why: str,
+                         *which: sa.ColumnElement[bool]) -> list[StaleRouter]:
+    """Active routers among ``which`` whose ``last_contact`` (or, never, their creation) is over
+    10 minutes old."""
+    rows = db.session.execute(
+        sa.select(Router.id, Router.owner_id, Router.name, last_contact.label("since")).where(
+            Router.status == "active", *which,
+            sa.func.coalesce(last_contact, Router.created_at) < now - ROUTER_DOWN_AFTER,
+        )
+    ).all()
+    return [StaleRouter(r.id, r.owner_id, r.name, r.since, why) for r in rows]
+
+
 def api_routers_unreachable(now: datetime) -> list[StaleRouter]:
     """API routers whose last contact failed and whose last success is over 10 minutes old
     (``probe_quiet_routers`` keeps quiet routers' contact fresh)."""
-    cutoff = now - ROUTER_DOWN_AFTER
-    rows = db.session.execute(
-        sa.select(Router.id, Router.owner_id, Router.name, Router.last_seen_at).where(
-            Router.status == "active",
-            Router.transport == "api",
-            Router.last_error.is_not(None),
-            sa.func.coalesce(Router.last_seen_at, Router.created_at) < cutoff,
-        )
-    ).all()
-    return [StaleRouter(r.id, r.owner_id, r.name, r.last_seen_at, "unreachable") for r in rows]
+    return _routers_quiet_since(now, Router.last_seen_at, "unreachable",
+                                Router.transport == "api", Router.last_error.is_not(None))
 
 
 def pull_routers_silent(now: datetime) -> list[StaleRouter]:
-    cutoff = now - ROUTER_DOWN_AFTER
-    rows = db.session.execute(
-        sa.select(Router.id, Router.owner_id, Router.name, Router.last_sync_at).where(
-            Router.status == "active",
-            Router.transport == "pull",
-            sa.func.coalesce(Router.last_sync_at, Router.created_at) < cutoff,
-        )
-    ).all()
-    return [StaleRouter(r.id, r.owner_id, r.name, r.last_sync_at, "not syncing") for r in rows]
+    return _routers_quiet_since(now, Router.last_sync_at, "not syncing", Router.transport == "pull")
 
 
 def tunnel_routers_silent(now: datetime) -> list[StaleRouter]:
@@ -91,15 +88,7 @@ def tunnel_routers_silent(now: datetime) -> list[StaleRouter]:
     idle hub's handshake times say nothing). Such a router is out of reach even between sales."""
     if not tunnel_pool.is_enabled() or not tunnel_status.hub_is_watching(now):
         return []
-    cutoff = now - ROUTER_DOWN_AFTER
-    rows = db.session.execute(
-        sa.select(Router.id, Router.owner_id, Router.name, Router.wg_last_handshake_at).where(
-            Router.status == "active",
-            Router.connection_mode == "tunnel",
-            sa.func.coalesce(Router.wg_last_handshake_at, Router.created_at) < cutoff,
-        )
-    ).all()
-    return [StaleRouter(r.id, r.owner_id, r.name, r.wg_last_handshake_at, "has no tunnel") for r in rows]
+    return _routers_quiet_since(now, Router.wg_last_handshake_at, "has no tunnel", Router.connection_mode == "tunnel")
 
 
 ROUTER_STALENESS: list[RouterStaleness] = [api_routers_unreachable, pull_routers_silent, tunnel_routers_silent]
