@@ -103,7 +103,7 @@ def _buy(customer, shop, router: Router) -> str:  # type: ignore[no-untyped-def]
 def _probe(lab, tun, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
     """From the hub's namespace, log in to the router's API over the tunnel."""
     result = lab.hub.exec(PYTHON, "-m", "portal.sandbox.tunnel_lab", "probe", "--host", tun.tunnel_ip, "--port", str(tun.api_port),
-                          "--username", tun.api_user, "--password", tun.api_password, "--timeout", str(timeout), check=False)
+                          f"--username={tun.api_user}", f"--password={tun.api_password}", "--timeout", str(timeout), check=False)
     return result.returncode == 0
 
 
@@ -233,7 +233,7 @@ def test_key_rotation_keeps_the_router_reachable_and_drops_the_old_peer(app, lab
                                            router_setup.SetupOptions(tunnel=peers.setup_for(router)), "unused")
     # An API connection the portal holds open, asked every 0.2 s, before, during and after the switch.
     watch = lab.hub.start(PYTHON, "-m", "portal.sandbox.tunnel_lab", "watch", "--host", tun.tunnel_ip,
-                          "--port", str(tun.api_port), "--username", tun.api_user, "--password", tun.api_password,
+                          "--port", str(tun.api_port), f"--username={tun.api_user}", f"--password={tun.api_password}",
                           "--timeout", "10", "--seconds", "8", log=lab.tmp / "watch.log")
     time.sleep(2)
     lab.rekey_router(site, new_script)

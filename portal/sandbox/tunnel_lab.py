@@ -166,7 +166,7 @@ class TunnelLab:
         tun = self.configure_wireguard(site, script, lax_allowed_ips=lax_allowed_ips)
         site.state_file = self.tmp / f"{site.netns}-users.json"
         site.start(PYTHON, "-m", "portal.sandbox.tunnel_lab", "router", "--host", tun.tunnel_ip, "--port", str(tun.api_port),
-                   "--username", tun.api_user, "--password", tun.api_password, "--delay", str(delay_s),
+                   f"--username={tun.api_user}", f"--password={tun.api_password}", "--delay", str(delay_s),
                    "--state", str(site.state_file), "--identity", f"router-{site.netns}",
                    log=self.tmp / f"{site.netns}-router.log")
         router_log = self.tmp / f"{site.netns}-router.log"

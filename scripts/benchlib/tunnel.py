@@ -247,7 +247,7 @@ def _session_kept(lab: TunnelLab, tun: Any, session: tuple[str, str], broken: fi
     public, handshake = session
     line = _peer_line(lab, public)
     probe = lab.hub.exec(PYTHON, "-m", "portal.sandbox.tunnel_lab", "probe", "--host", tun.tunnel_ip,
-                         "--username", tun.api_user, "--password", tun.api_password, "--timeout", "2", check=False)
+                         f"--username={tun.api_user}", f"--password={tun.api_password}", "--timeout", "2", check=False)
     # WireGuard renews a session every two minutes on its own; a newer handshake is not a lost one.
     kept = line is not None and line[2] != "(none)" and int(line[4]) >= int(handshake) and probe.returncode == 0
     if not kept:
