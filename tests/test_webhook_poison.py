@@ -71,3 +71,50 @@ def test_a_nul_escape_in_a_genuine_failure_callback_still_records_it(app, shop, 
     assert "\x00" not in _initiation(cancelled).result_desc
     entry = db.session.scalars(sa.select(WebhookLog)).one()
     assert entry.status == "processed", entry.error
+
+
+def test_a_nul_in_a_callbacks_checkout_id_is_rejected_not_left_failing(app, shop):
+    # PostgreSQL refuses a NUL even in a lookup: the row used to fail, and fail again on every retry.
+    body = {"Body": {"stkCallback": {"CheckoutRequestID": "ws_CO_\u0000", "ResultCode": 0}}}
+
+    answer = _post_callback(app, shop.paybill.webhook_token, body)
+
+    assert answer.status_code == 200 and answer.json()["ResultCode"] == 0
+    entry = db.session.scalars(sa.select(WebhookLog)).one()
+    assert entry.status == "rejected" and "NUL" in entry.error
+
+
+def test_a_nul_in_b2c_callback_ids_is_kept_and_matches_nothing(app, shop):
+    result = {"Result": {"ResultType": 0, "ResultCode": 0, "ResultDesc": "done\u0000",
+                         "OriginatorConversationID": "oc-\u0000", "ConversationID": "c-\u0000",
+                         "TransactionID": "T\u0000", "ResultParameters": {"ResultParameter": [
+                             {"Key": "OriginatorConversationID", "Value": "oc-\u0000"},
+                             {"Key": "TransactionStatus", "Value": "Completed\u0000"}]}}}
+    for path in ("b2c/result", "b2c/timeout", "b2c/status", "b2c/status-timeout"):
+        answer = _post(app, shop.paybill.webhook_token, path, json.dumps(result).encode())
+        assert answer.status_code == 200 and answer.json()["ResultCode"] == 0
+
+    entries = db.session.scalars(sa.select(WebhookLog).order_by(WebhookLog.id)).all()
+    assert len(entries) == 4
+    assert {e.status for e in entries} <= {"ignored", "processed"}, [(e.kind, e.status, e.error) for e in entries]
+
+
+def test_a_nul_in_an_sms_delivery_report_is_kept_and_answered(app):
+    from portal.models import SmsDeliveryReport
+    from portal.notify import delivery
+
+    answer = requests.post(f"{app.live_url}/hooks/sms/{delivery.report_token()}/delivery",
+                           data=b"id=ATX%00b&status=Success%00&failureReason=%00", timeout=10,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert answer.status_code == 200 and answer.text == "OK"
+    report = db.session.scalars(sa.select(SmsDeliveryReport)).one()
+    assert report.status == "unmatched" and "\x00" not in report.message_id
+
+
+def test_a_nul_in_a_url_is_not_found_never_a_crash(app, shop):
+    for path in ("/r/a%00b", "/p/a%00b", "/p/a%00b/status", f"/r/{shop.router.slug}%00", "/dashboard/%00"):
+        assert requests.get(f"{app.live_url}{path}", timeout=10).status_code == 404, path
+    for path in ("/routers/a%00b/sync", f"/hooks/{shop.paybill.webhook_token}%00/stk"):
+        answer = requests.post(f"{app.live_url}{path}", data=b"{}", timeout=10)
+        assert answer.status_code in (200, 404), (path, answer.status_code)

@@ -79,8 +79,9 @@ def _language() -> None:
 
 @bp.after_request
 def _remember_language(response):  # type: ignore[no-untyped-def]
-    if request.args.get("lang") == g.get("lang"):
-        response.set_cookie(COOKIE, g.lang, max_age=365 * 86400, samesite="Lax", httponly=True)
+    lang = g.get("lang")  # unset when the request was refused before this blueprint's own hooks ran
+    if lang and request.args.get("lang") == lang:
+        response.set_cookie(COOKIE, lang, max_age=365 * 86400, samesite="Lax", httponly=True)
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +18,14 @@ CustomerPage = Callable[[int, str, str], Any]  # (status code, heading, message)
 
 
 def register(app: Flask, *, customer_page: CustomerPage) -> None:
+    @app.before_request
+    def _refuse_nul_in_path() -> None:
+        # No slug, token or id of ours holds a NUL, and PostgreSQL refuses one in any lookup:
+        # "/r/a%00b" would otherwise end as a database error instead of "not found".
+        if "\x00" in request.path:
+            log.warning("refused a path holding a NUL byte: %r", request.path[:120])
+            abort(404)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         if exc.response is not None:  # a view already chose its answer (e.g. 413 to Daraja)

@@ -146,6 +146,8 @@ def parse_stk_callback(payload: Any) -> ParsedCallback:
         raise PayloadError("not an STK callback: Body.stkCallback.CheckoutRequestID/ResultCode missing") from exc
     if not isinstance(checkout_id, str) or not 1 <= len(checkout_id) <= 64:
         raise PayloadError("CheckoutRequestID is not a string")
+    if "\x00" in checkout_id:  # none of ours holds one, and PostgreSQL refuses it in a lookup
+        raise PayloadError("CheckoutRequestID holds a NUL byte")
     if isinstance(result_code, bool) or not isinstance(result_code, (int, str)) or len(str(result_code)) > 32:
         raise PayloadError("ResultCode is not a number")
     desc = callback.get("ResultDesc")

@@ -230,10 +230,10 @@ def parse_result(payload: Any) -> B2CResult:
     items = raw.get("ResultParameter")
     for item in items if isinstance(items, list) else [items] if isinstance(items, dict) else []:
         if isinstance(item, dict) and isinstance(item.get("Key"), str):
-            params[item["Key"]] = item.get("Value")
+            params[item["Key"]] = _without_nul(item.get("Value"))
     return B2CResult(
         result_code=str(code).strip(),
-        result_desc=str(result.get("ResultDesc") or "")[:300],
+        result_desc=_without_nul(str(result.get("ResultDesc") or ""))[:300],
         originator_conversation_id=_short(result.get("OriginatorConversationID")),
         conversation_id=_short(result.get("ConversationID")),
         transaction_id=_short(result.get("TransactionID")),
@@ -250,8 +250,14 @@ def parse_timeout(payload: Any) -> tuple[str | None, str | None]:
 
 
 def _short(value: Any) -> str | None:
-    text = _text_or_none(value)
+    text = _without_nul(_text_or_none(value))
     return text[:64] if text else None
+
+
+def _without_nul(value: Any) -> Any:
+    # An ID of ours never holds a NUL, and PostgreSQL refuses one in a lookup or a write: the
+    # replacement character keeps the text (it then matches nothing) without failing the row.
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def _loose(name: str) -> str:

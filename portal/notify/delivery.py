@@ -54,7 +54,7 @@ class StoredReport:
 def store_report(body: bytes, remote_addr: str | None) -> StoredReport:
     """Commit the raw report first."""
     payload = storable(body[:MAX_STORED].decode("utf-8", errors="replace")) or ""
-    message_id = ((parse_qs(payload).get("id") or [""])[0])[:64] or None
+    message_id = storable((parse_qs(payload).get("id") or [""])[0], 64) or None  # "%00" decodes to a NUL
     report_id = db.session.execute(
         sa.insert(SmsDeliveryReport).returning(SmsDeliveryReport.id),
         {
@@ -76,7 +76,7 @@ def apply_report(report: StoredReport | int) -> str:
     if isinstance(report, int):
         row = db.session.get(SmsDeliveryReport, report)
         report = StoredReport(row.id, row.payload, row.message_id)
-    fields = {k: v[0] for k, v in parse_qs(report.payload).items()}
+    fields = {k: storable(v[0]) or "" for k, v in parse_qs(report.payload).items()}
     status = fields.get("status", "")[:24]
     if not report.message_id or not status:
         return _mark(report.id, "rejected")
