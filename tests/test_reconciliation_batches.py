@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from portal.core.extensions import db
 from portal.hotspot.vouchers import new_voucher_code
-from portal.models import Activation, Payment, StkInitiation, Voucher, utcnow
+from portal.models import Activation, Paybill, Payment, StkInitiation, Voucher, utcnow
 from portal.money import reconciliation, settlement
 from portal.owners.paybills import PaybillTokenStore, create_paybill, prepare_daraja_call
 
@@ -232,3 +232,24 @@ def test_the_rate_limit_spaces_queries_from_when_they_go_not_when_they_were_book
 
     gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
     assert min(gaps) >= 0.2 - 1e-9  # never closer than the limit, however late the wake-up
+
+
+def test_queries_keep_their_spacing_when_the_token_is_slow_to_come(app, shop, daraja, worker):
+    # Reproduced in the bench: the first query of a run took its slot, then waited on the token
+    # fetch, and went out on top of the next ones (7 queries to one paybill within a second).
+    daraja.token_delay_s = 0.5
+    db.session.execute(sa.update(Paybill).values(access_token_encrypted=None, token_expires_at=None))
+    db.session.commit()
+    app.extensions.pop("portal_token_memory", None)  # the run must fetch its token itself
+    initiations = _waiting(shop, 4)
+    for n, initiation in enumerate(initiations):
+        daraja.add_answered_push(initiation.checkout_request_id, shortcode=shop.paybill.number,
+                                 phone=initiation.phone_number, amount=10, result_code=0, receipt=f"SLOW{n:06d}")
+    tokens_before = daraja.oauth_calls
+
+    counts = reconciliation.reconcile_stuck_initiations(rate=reconciliation.PerPaybillRate(5.0))
+
+    assert counts["settled"] == 4 and daraja.oauth_calls == tokens_before + 1
+    arrivals = sorted(t for t, shortcode in daraja.query_arrivals if shortcode == shop.paybill.number)
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(arrivals) == 4 and min(gaps) > 0.15, gaps  # 0.2 s apart, less scheduling noise

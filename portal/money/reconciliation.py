@@ -275,6 +275,7 @@ def _ask_daraja(
         elif call is not None:
             with app.app_context():
                 try:
+                    _have_token(call)
                     rate.wait(paybill_id)
                     answer = _query(call, checkout_id)
                 finally:
@@ -283,6 +284,17 @@ def _ask_daraja(
         log.exception("stk query failed checkout=%s", checkout_id)
     finally:
         answers.put((checkout_id, answer))
+
+
+def _have_token(call: DarajaCall) -> None:
+    """Get the paybill's token before taking a rate slot, not after: a query that took its slot
+    and then waited on a token fetch (or a database read) would go out late, on top of the
+    next one's slot, and Daraja counts arrivals. One thread per Daraja app fetches; the rest wait
+    for it. A failure here is the query's to report."""
+    try:
+        call.client.access_token(call.account, call.tokens)
+    except DarajaError:
+        pass
 
 
 def _query(call: DarajaCall, checkout_id: str) -> StkQueryAnswer | str:

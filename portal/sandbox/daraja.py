@@ -149,6 +149,7 @@ class SandboxDaraja:
         self.port = port
         self.callback_delay_s = callback_delay_s
         self.token_ttl_s = 3599
+        self.token_delay_s = 0.0  # how long a token request takes (Daraja's OAuth is often the slow call)
         self.enforce_subscriber_lock = True
         self.query_pending_shape = "error"  # "error" (HTTP 500, 500.001.1001) or "4999" (HTTP 200)
         self.validate_c2b = True  # POST to a registered ValidationURL before confirming
@@ -158,6 +159,7 @@ class SandboxDaraja:
         self.pushes: list[dict[str, Any]] = []
         self.oauth_calls = 0
         self.query_calls: dict[str, int] = {}
+        self.query_arrivals: list[tuple[float, str]] = []  # (time.monotonic(), BusinessShortCode) of each STK query
         self.callbacks_sent: list[tuple[str, dict[str, Any], int | None]] = []
         self.received: list[tuple[str, str]] = []  # (method, path) of every API request, faults included
         self._lock = threading.RLock()
@@ -718,6 +720,8 @@ def _build_app(sandbox: SandboxDaraja) -> Flask:
 def _oauth(sandbox: SandboxDaraja) -> Response:
     with sandbox._lock:
         sandbox.oauth_calls += 1
+    if sandbox.token_delay_s:
+        time.sleep(sandbox.token_delay_s)
     if request.args.get("grant_type") != "client_credentials":
         return _error("400.008.02", "Invalid grant type passed", 400)
     auth = request.authorization
@@ -805,12 +809,14 @@ def _fits_shortcode(record: _Shortcode, body: dict[str, Any]) -> bool:
 
 
 def _stk_query(sandbox: SandboxDaraja) -> Response:
+    arrived = time.monotonic()
     if not sandbox._authorized():
         return _error("404.001.03", "Invalid Access Token", 401)
     body, problem = _json_body()
     if body is None:
         return problem  # type: ignore[return-value]
     with sandbox._lock:
+        sandbox.query_arrivals.append((arrived, str(body.get("BusinessShortCode"))))
         record, problem = sandbox._check_credentials(body)
         if record is None:
             return problem  # type: ignore[return-value]
