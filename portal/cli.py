@@ -11,7 +11,7 @@ from .core.extensions import db
 from .hotspot import activations, pull_scripts, pull_sync, router_setup
 from .hotspot.routers import create_router, set_connection_mode
 from .jobs import run_worker_forever
-from .models import Paybill, PaybillB2C, Plan, Router, User
+from .models import Paybill, PaybillB2C, Payout, Plan, Refund, Router, User
 from .money import b2c_transfers
 from .money import ledger as money_ledger
 from .money import payouts as money_payouts
@@ -467,9 +467,31 @@ def payouts_run() -> None:
         click.echo("no owner has a balance or a payout phone")
 
 
+def _declare_not_sent(model: type, transfer_id: int, note: str) -> None:
+    refusal = b2c_transfers.declare_not_sent(model, transfer_id, actor="cli", note=note)
+    if refusal:
+        raise click.ClickException(f"not declared: {refusal}")
+    click.echo(f"{model.__tablename__[:-1]} {transfer_id} declared not sent; it can be retried under a new ID")
+
+
+@payouts.command("declare-not-sent", help="A sent payout M-Pesa has had no record of (Transaction Status 2032) "
+                 "for PORTAL_B2C_NOT_FOUND_AFTER_S: mark it failed, so it can be retried under a new ID.")
+@click.argument("payout_id", type=int)
+@click.option("--note", default="", help="Why, for the audit log.")
+def payouts_declare_not_sent(payout_id: int, note: str) -> None:
+    _declare_not_sent(Payout, payout_id, note)
+
+
 @click.group(help="Refunds to customers.")
 def refunds() -> None:
     pass
+
+
+@refunds.command("declare-not-sent", help="Like `payouts declare-not-sent`, for a refund.")
+@click.argument("refund_id", type=int)
+@click.option("--note", default="", help="Why, for the audit log.")
+def refunds_declare_not_sent(refund_id: int, note: str) -> None:
+    _declare_not_sent(Refund, refund_id, note)
 
 
 @refunds.command("send", help="Refund one payment (a second payment, money for a cancelled voucher or removed "

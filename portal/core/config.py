@@ -160,6 +160,8 @@ def _money_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "PORTAL_B2C_SEND_THREADS": _int(env, "PORTAL_B2C_SEND_THREADS", 8),  # payouts in flight at once
         # A sent transfer with no result after this long is asked about with Transaction Status.
         "PORTAL_B2C_RESULT_WAIT_S": _int(env, "PORTAL_B2C_RESULT_WAIT_S", 120),
+        # A sent transfer M-Pesa still has no record of after this long may be declared not sent.
+        "PORTAL_B2C_NOT_FOUND_AFTER_S": _int(env, "PORTAL_B2C_NOT_FOUND_AFTER_S", 86400),
     }
 SMS_LIVE_URL = "https://api.africastalking.com"
 SMS_SANDBOX_URL = "https://api.sandbox.africastalking.com"  # Africa's Talking's, for username "sandbox"

@@ -198,7 +198,8 @@ def payouts_page():  # type: ignore[no-untyped-def]
                                       .order_by(Refund.created_at.desc()).limit(QUEUE_LIMIT)).all()
     counts = dict(db.session.execute(sa.select(Payout.state, sa.func.count()).group_by(Payout.state)).all())
     return render_template("dashboard/ledger/payouts.html", rows=rows, state=state, counts=counts,
-                           refunds_open=refunds_open, action=ActionForm(formdata=None))
+                           refunds_open=refunds_open, action=ActionForm(formdata=None),
+                           not_declarable=b2c_transfers.not_sent_declarable)
 
 
 def _payout_action(payout_id: int, do, done: str):  # type: ignore[no-untyped-def]
@@ -232,6 +233,26 @@ def payout_query(payout_id: int):  # type: ignore[no-untyped-def]
         payout_id,
         lambda admin: "asked M-Pesa; the answer comes in a moment" if b2c_transfers.query_now(Payout, payout_id)
         else "not waiting for M-Pesa", "asked")
+
+
+@bp.post("/payouts/<int:payout_id>/declare-not-sent", endpoint="payout_declare_not_sent")
+def payout_declare_not_sent(payout_id: int):  # type: ignore[no-untyped-def]
+    return _payout_action(payout_id, lambda admin: _declared(Payout, payout_id, admin), "declared not sent")
+
+
+@bp.post("/refunds/<int:refund_id>/declare-not-sent", endpoint="refund_declare_not_sent")
+def refund_declare_not_sent(refund_id: int):  # type: ignore[no-untyped-def]
+    admin = require_admin()
+    get_owned_or_404(Refund, refund_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    flash(f"Refund {refund_id}: {_declared(Refund, refund_id, admin)}.", "ok")
+    return redirect(url_for("dashboard.payouts"), code=303)
+
+
+def _declared(model: type, transfer_id: int, admin) -> str:  # type: ignore[no-untyped-def]
+    refusal = b2c_transfers.declare_not_sent(model, transfer_id, actor=admin, note=request.form.get("note", "")[:200])
+    return f"not declared: {refusal}" if refusal else "declared not sent; it can be retried under a new ID"
 
 
 # --- a payment's page and its refund -------------------------------------------------------------

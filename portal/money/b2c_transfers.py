@@ -15,11 +15,18 @@ resolved by Transaction Status, never re-sent. It leaves ``sent`` only on a defi
 A timeout (ours, or Daraja's QueueTimeOut) is not a failure: the transfer stays ``sent`` with
 ``outcome_unknown`` and ``query_unknown_transfers`` asks Transaction Status, whose answer comes to
 the paybill's secret-token webhook path like the Result.
+
+A request M-Pesa lost keeps a transfer ``sent`` for ever (Transaction Status says 2032, "no such
+transaction"), and with it the owner's next payout. Only an admin moves it on: after
+PORTAL_B2C_NOT_FOUND_AFTER_S with M-Pesa's latest word "no record", ``declare_not_sent`` fails it
+(retryable, audited). Should the lost request turn up paid after all, its Result still finds the
+transfer, or, if a retry already went out under a new ID, is reported as a possible double payment.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -275,11 +282,49 @@ def _find(originator_id: str | None) -> tuple[type, Transfer] | None:
     return None
 
 
+_ORIGINATOR_ID = re.compile(r"(PO|RF)-(\d{1,12})-(\d{1,6})-[0-9a-f]{8}")
+
+
+def _earlier_attempt(originator_id: str | None) -> tuple[type, Transfer] | None:
+    """The transfer an ID of ours was an earlier attempt of (a retry replaced it), if any."""
+    match = _ORIGINATOR_ID.fullmatch(originator_id or "")
+    if match is None:
+        return None
+    model = Payout if match.group(1) == "PO" else Refund
+    transfer = db.session.get(model, int(match.group(2)))
+    if transfer is None or int(match.group(3)) >= transfer.attempt:
+        return None
+    return model, transfer
+
+
+def _earlier_attempt_paid(originator_id: str | None, receipt: str | None, paybill_id: int | None) -> str:
+    """A success for an ID a retry replaced: M-Pesa paid a request we had given up on, so the
+    recipient may have been paid twice. Nothing is posted (the ledger holds one entry per
+    transfer); it is logged as an error and audited for an admin to recover or adjust."""
+    found = _earlier_attempt(originator_id)
+    if found is None:
+        return "ignored"
+    model, transfer = found
+    if paybill_id is not None and transfer.paybill_id != paybill_id:
+        return "rejected"
+    kind = model.__tablename__[:-1]
+    audit.record(f"{kind}.earlier_attempt_paid", actor="m-pesa", owner_id=transfer.owner_id, object_type=kind,
+                 object_id=transfer.id, detail=f"earlier attempt {originator_id} paid, receipt {receipt}, "
+                 f"KES {transfer.amount}; the transfer is {transfer.state}: check for a double payment")
+    db.session.commit()
+    log.error("b2c %s %s: an earlier attempt %s was paid after all (receipt %s, KES %s): check for a double payment",
+              PREFIX[model], transfer.id, originator_id, receipt, transfer.amount)
+    return "earlier_attempt_paid"
+
+
 def record_result(result: b2c.B2CResult, paybill_id: int | None) -> str:
     """A B2C Result callback, exactly once. Returns completed, failed, duplicate, ignored or rejected."""
     found = _find(result.originator_conversation_id)
     if found is None:
-        return "ignored"
+        if not result.is_success:
+            return "ignored"
+        receipt = result.parameter("TransactionReceipt") or result.transaction_id
+        return _earlier_attempt_paid(result.originator_conversation_id, storable(str(receipt or ""), 20), paybill_id)
     model, transfer = found
     if paybill_id is not None and transfer.paybill_id != paybill_id:
         return "rejected"
@@ -327,7 +372,84 @@ def record_status_result(result: b2c.B2CResult, paybill_id: int | None) -> str:
     if result.is_success and status in FINAL_FAILED_STATUSES:
         return _fail(model, transfer.id, transfer.originator_conversation_id or "",
                      f"M-Pesa says the payment was {status}", retryable=True)
-    return "pending"  # not found yet (2032) or still in progress: the next query is already booked
+    if result.result_code == NOT_FOUND_CODE:
+        return _note_not_found(model, transfer)
+    if transfer.state == "sent" and transfer.result_code == NOT_FOUND_CODE:  # M-Pesa knows it now
+        _set_status_word(model, transfer, None, "M-Pesa has a record of it; still in progress")
+    return "pending"  # still in progress: the next query is already booked
+
+
+NOT_FOUND_CODE = "2032"  # Transaction Status: no such transaction
+
+
+def _note_not_found(model: type, transfer: Transfer) -> str:
+    """M-Pesa's latest word on a sent transfer: no record of it (it may yet appear: keep asking)."""
+    if transfer.state != "sent":
+        return "duplicate"
+    _set_status_word(model, transfer, NOT_FOUND_CODE, f"M-Pesa had no record of it at {utcnow():%Y-%m-%d %H:%M} UTC")
+    return "not_found"
+
+
+def _set_status_word(model: type, transfer: Transfer, code: str | None, words: str) -> None:
+    table = model.__table__
+    db.session.execute(
+        sa.update(table).where(table.c.id == transfer.id, table.c.state == "sent",
+                               table.c.originator_conversation_id == transfer.originator_conversation_id)
+        .values(result_code=code, result_desc=storable(words, 300))
+    )
+    db.session.commit()
+
+
+def not_sent_declarable(transfer: Transfer, *, now: datetime | None = None) -> str | None:
+    """Why an admin may not (yet) declare this transfer not sent; None when they may."""
+    if transfer.state != "sent":
+        return "only a sent transfer can be declared not sent"
+    if transfer.result_code != NOT_FOUND_CODE:
+        return "M-Pesa's latest answer was not 'no record of it': ask M-Pesa again first"
+    wait = timedelta(seconds=current_app.config["PORTAL_B2C_NOT_FOUND_AFTER_S"])
+    if transfer.sent_at is None or (now or utcnow()) - transfer.sent_at < wait:
+        return f"sent less than {_duration(wait)} ago: M-Pesa may still find it"
+    return None
+
+
+def _duration(wait: timedelta) -> str:
+    seconds = int(wait.total_seconds())
+    return f"{seconds // 3600} hours" if seconds >= 7200 else f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} s"
+
+
+def declare_not_sent(model: type, transfer_id: int, *, actor: Any, note: str = "") -> str | None:
+    """An admin's "M-Pesa never got it": the transfer fails (retryable, so it can go again under a
+    new ID). Refused (returns why) unless M-Pesa's latest answer was "no record" and it was sent
+    PORTAL_B2C_NOT_FOUND_AFTER_S ago. Commits."""
+    now = utcnow()
+    transfer = db.session.get(model, transfer_id)
+    refusal = "no such transfer" if transfer is None else not_sent_declarable(transfer, now=now)
+    if refusal:
+        db.session.commit()
+        return refusal
+    wait = timedelta(seconds=current_app.config["PORTAL_B2C_NOT_FOUND_AFTER_S"])
+    table = model.__table__
+    reason = f"Declared not sent by {getattr(actor, 'email', actor)}: M-Pesa had no record of it"
+    if note.strip():
+        reason += f" ({note.strip()})"
+    moved = db.session.execute(
+        sa.update(table).where(table.c.id == transfer_id, table.c.state == "sent",
+                               table.c.result_code == NOT_FOUND_CODE, table.c.sent_at <= now - wait,
+                               table.c.originator_conversation_id == transfer.originator_conversation_id)
+        .values(state="failed", failure_reason=storable(reason, 300), is_retryable=True, outcome_unknown=False,
+                next_status_query_at=None, completed_at=now)
+    ).rowcount
+    if not moved:
+        db.session.rollback()
+        return "it changed meanwhile: look again"
+    kind = table.name[:-1]
+    audit.record(f"{kind}.declared_not_sent", actor=actor, owner_id=transfer.owner_id, object_type=kind,
+                 object_id=transfer_id, detail=storable(f"{transfer.originator_conversation_id}, KES {transfer.amount}, "
+                                                        f"{transfer.status_queries} status queries; {note.strip()}", 500))
+    db.session.commit()
+    log.warning("b2c %s %s declared not sent by %s after %s status queries", PREFIX[model], transfer_id,
+                getattr(actor, "email", actor), transfer.status_queries)
+    return None
 
 
 def _complete(model: type, transfer: Transfer, receipt: str | None, *, from_states: tuple[str, ...]) -> str:

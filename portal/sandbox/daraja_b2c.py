@@ -12,7 +12,10 @@ Outcomes by recipient number (PartyB), like the STK test numbers:
   * ``TIMEOUT_THEN_SUCCESS`` 254700100900: a QueueTimeOut call instead of a Result; the money did
     move (Transaction Status says Completed) and the Result comes late (``late_result_delay_s``,
     or ``send_late_results()``);
-  * ``LATE_DUPLICATE`` 254700100901: paid, and the same Result delivered again later.
+  * ``LATE_DUPLICATE`` 254700100901: paid, and the same Result delivered again later;
+  * ``LOST_ONCE`` 254700100902: the first request to it is acknowledged and then lost inside
+    "M-Pesa": no Result, and Transaction Status answers 2032 (no such transaction); later requests
+    are paid. ``release_lost()`` makes the lost ones real after all (their Results come then).
 
 A second request with a seen OriginatorConversationID gets HTTP 500 ``500.002.1001``.
 """
@@ -42,6 +45,7 @@ INSUFFICIENT_FUNDS = "254700100001"
 INVALID_INITIATOR = "254700102001"
 TIMEOUT_THEN_SUCCESS = "254700100900"
 LATE_DUPLICATE = "254700100901"
+LOST_ONCE = "254700100902"
 _MSISDN = re.compile(r"^254[17]\d{8}$")
 _URL_BANNED = ("mpesa", "m-pesa", "safaricom", "exe", "cmd", "sql", "query")
 
@@ -100,6 +104,8 @@ class SandboxB2C:
         self._initiators: dict[str, tuple[str, str]] = {}  # shortcode -> (name, password)
         self._by_originator: dict[str, _Transfer] = {}
         self._late: list[_Transfer] = []
+        self._lost: list[_Transfer] = []
+        self._lost_numbers: set[str] = set()
 
     # --- configuration and control ---
 
@@ -118,6 +124,16 @@ class SandboxB2C:
         for transfer in late:
             self._send_result(transfer)
         return len(late)
+
+    def release_lost(self) -> int:
+        """The lost requests turn up after all: each is paid and its Result sent. Returns how many."""
+        with self.daraja._lock:
+            lost, self._lost = self._lost, []
+            for transfer in lost:
+                self._by_originator[transfer.originator_id] = transfer
+        for transfer in lost:
+            self._send_result(transfer)
+        return len(lost)
 
     def transfer(self, originator_id: str) -> dict[str, Any] | None:
         with self.daraja._lock:
@@ -161,9 +177,13 @@ class SandboxB2C:
             conversation_id=f"AG_{datetime.now(UTC):%Y%m%d}_{secrets.token_hex(10)}",
             body=dict(body), result_code=self._outcome(body), receipt=self.daraja._new_receipt(),
         )
-        self._by_originator[transfer.originator_id] = transfer
-        self.payments.append(dict(body))
         phone = str(body["PartyB"])
+        self.payments.append(dict(body))
+        if phone == LOST_ONCE and phone not in self._lost_numbers and transfer.result_code == 0:
+            self._lost_numbers.add(phone)
+            self._lost.append(transfer)  # acknowledged, then nothing: no Result, unknown to Transaction Status
+            return transfer
+        self._by_originator[transfer.originator_id] = transfer
         if phone == TIMEOUT_THEN_SUCCESS and transfer.result_code == 0:
             self._later(self.result_delay_s, self._send_timeout, transfer)
             self._late.append(transfer)

@@ -65,6 +65,11 @@ FALLBACK_SLUG = "demo-fallback"
 PLATFORM_SHORTCODE = "600997"
 PLATFORM_INITIATOR = ("testapi", "Safaricom999!*!")
 FALLBACK_PAYOUT_PHONE = "0712 345 678"
+# A second owner whose payout phone is the sandbox's LOST_ONCE number: M-Pesa acknowledges the
+# phone-check payout and then loses it, so the admin's Payouts page shows it "sent", M-Pesa with no
+# record of it, and after PORTAL_B2C_NOT_FOUND_AFTER_S (two minutes here) "Declare not sent".
+LOST_PAYOUT_OWNER = ("lost-payout@example.com", "demo-password-123")
+DEMO_NOT_FOUND_AFTER_S = 120
 PLANS = [("1 Hour", 10, 3600, None, "2M/5M"), ("1 Day", 50, 86400, 2 << 30, "2M/5M"), ("1 Week", 250, 7 * 86400, 10 << 30, "3M/8M")]
 
 
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "PORTAL_MAIL_SERVER": "127.0.0.1", "PORTAL_MAIL_PORT": mailbox.port, "PORTAL_MAIL_USE_TLS": False,
             "PORTAL_TUNNEL_ENDPOINT": TUNNEL_ENDPOINT,
             "PORTAL_B2C_CERT_SANDBOX": str(certificate), "PORTAL_PAYOUT_REQUIRES_APPROVAL": True,
+            "PORTAL_B2C_RESULT_WAIT_S": 20, "PORTAL_B2C_NOT_FOUND_AFTER_S": DEMO_NOT_FOUND_AFTER_S,
             "PORTAL_SMS_USERNAME": SANDBOX_USERNAME, "PORTAL_SMS_API_KEY": SANDBOX_API_KEY,
             "PORTAL_SMS_BASE_URL": sms_gateway.base_url, "PORTAL_SMS_SENDER": "DEMOCAFE",
         }
@@ -153,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         _announce(portal_url, hotspot, daraja, router_box, log_file, kiosk_hotspot, sms_gateway)
         print(f"\n  Platform paybill {PLATFORM_SHORTCODE} collects for {FALLBACK_OWNER[0]} / {FALLBACK_OWNER[1]}:\n"
               f"    their Balance page shows the ledger; their first payout: {payout_line}\n"
-              f"    admins approve payouts on {portal_url}/dashboard/payouts", flush=True)
+              f"    admins approve payouts on {portal_url}/dashboard/payouts\n"
+              f"    {LOST_PAYOUT_OWNER[0]}'s phone-check payout was lost by M-Pesa: it stays sent, M-Pesa has no record of it,\n"
+              f"    and after {DEMO_NOT_FOUND_AFTER_S // 60} minutes an admin may declare it not sent there, then retry it", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -287,7 +295,20 @@ def _demo_payout() -> str:
         return f"not done: {exc}"
     payouts.approve_and_send(payout.id, admin=admin)
     done = _wait_settled(Payout, payout.id)
+    _demo_lost_payout()
     return f"{done.state} KES {done.amount} receipt {done.receipt}" if done else "sent, no answer yet"
+
+
+def _demo_lost_payout() -> None:
+    """An owner whose phone-check payout M-Pesa loses (see LOST_PAYOUT_OWNER)."""
+    from ..money import payouts
+    from ..owners.accounts import create_owner
+    from .daraja_b2c import LOST_ONCE
+
+    owner = create_owner(*LOST_PAYOUT_OWNER)
+    owner.business_name = "Demo Lost Payout Duka"
+    db.session.commit()
+    payouts.set_payout_phone(owner, "0" + LOST_ONCE[3:], actor="demo")
 
 
 def _wait_settled(model: Any, row_id: int, timeout: float = 15.0) -> Any:
