@@ -171,3 +171,37 @@ def test_a_row_whose_processing_kills_the_process_is_counted_and_capped(app, sho
     from portal.money.problems import list_problems
 
     assert [n.id for n in list_problems(shop.owner).given_up_payment_notices] == [stuck.id]
+
+
+def test_a_given_up_notice_is_recorded_when_tried_again_after_the_fix(app, shop, clock, monkeypatch, signed_in):
+    from portal.models import AuditLog
+
+    real = webhook_log.settlement.record_c2b_payment
+    broken = [True]
+
+    def record(**kwargs: Any) -> Any:
+        if broken[0]:
+            raise RuntimeError("settlement bug")
+        return real(**kwargs)
+
+    monkeypatch.setattr(webhook_log.settlement, "record_c2b_payment", record)
+    _confirm(app, shop.paybill.webhook_token, "LATEFIX001")
+    for _ in range(webhook_log.MAX_ATTEMPTS + 1):
+        clock.advance(hours=2)
+        _reprocess()
+    entry = db.session.scalars(sa.select(WebhookLog).where(WebhookLog.trans_id == "LATEFIX001")).one()
+    assert webhook_log.is_given_up(entry) and _count(Payment) == 0
+    _, owner_browser = signed_in(shop.owner)
+    _, stranger = signed_in()
+    assert "Try again now" in owner_browser.get(f"/dashboard/logs/webhooks/{entry.id}").text
+    assert stranger.post(f"/dashboard/logs/webhooks/{entry.id}/try-again", {}).status_code == 404
+
+    broken[0] = False  # the bug is fixed
+    done = owner_browser.follow(owner_browser.post(f"/dashboard/logs/webhooks/{entry.id}/try-again", {"from": "problems"}))
+
+    assert "tried again: processed" in done.text and "/dashboard/problems" in done.url
+    payment = db.session.scalars(sa.select(Payment).where(Payment.receipt == "LATEFIX001")).one()
+    assert payment.status == "unmatched" and payment.amount == 50
+    assert db.session.scalars(sa.select(AuditLog).where(AuditLog.action == "webhook.try_again")).one().owner_id == shop.owner.id
+    again = owner_browser.follow(owner_browser.post(f"/dashboard/logs/webhooks/{entry.id}/try-again", {}))
+    assert "not given up" in again.text and _count(Payment) == 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import abort, flash, redirect, render_template, request, url_for
 
+from ..money import webhook_log
 from ..owners import log_search
 from ..owners.scope import NotFound
 from . import bp
 from .access import signed_in_user
+from .forms import ActionForm
 from .forms_money import AuditFilterForm, WebhookFilterForm
 
 
@@ -35,7 +37,23 @@ def log_detail(log_id: int):  # type: ignore[no-untyped-def]
     except NotFound:
         abort(404)
     return render_template("dashboard/logs/webhook_detail.html", entry=entry,
-                           payload=log_search.pretty_payload(entry.payload))
+                           payload=log_search.pretty_payload(entry.payload),
+                           given_up=webhook_log.is_given_up(entry), action=ActionForm(formdata=None))
+
+
+@bp.post("/logs/webhooks/<int:log_id>/try-again", endpoint="log_try_again")
+def log_try_again(log_id: int):  # type: ignore[no-untyped-def]
+    try:
+        entry = log_search.webhook_entry(signed_in_user(), log_id)
+    except NotFound:
+        abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    outcome = webhook_log.try_given_up_again(entry.id, actor=signed_in_user())
+    flash(f"Webhook {log_id} tried again: {outcome}.", "ok")
+    back = url_for("dashboard.problems") if request.form.get("from") == "problems" else url_for(
+        "dashboard.log_detail", log_id=log_id)
+    return redirect(back, code=303)
 
 
 @bp.get("/logs/audit", endpoint="audit_log")

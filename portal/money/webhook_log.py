@@ -372,6 +372,43 @@ def _give_up(entry_id: int, attempts: int) -> None:
     db.session.commit()
 
 
+def is_given_up(entry: WebhookLog) -> bool:
+    """Failed with no attempt booked: the reprocessing job will not touch it again."""
+    return entry.status == "failed" and entry.next_try_at is None
+
+
+def try_given_up_again(entry_id: int, *, actor: Any) -> str:
+    """Someone fixed what made a row fail every time (a bug, a missing paybill): one more attempt,
+    now, counted like the job's. Recording is idempotent, so a row whose money was recorded some
+    other way meanwhile changes nothing. Returns the row's outcome in words."""
+    from ..owners import audit  # the owners layer records who asked; imported here, used only here
+
+    entry = db.session.get(WebhookLog, entry_id)
+    if entry is None or not is_given_up(entry):
+        db.session.commit()
+        return "not given up: the reprocessing job still has it, or it needs nothing"
+    claimed = db.session.execute(
+        sa.update(WebhookLog)
+        .where(WebhookLog.id == entry_id, WebhookLog.status == "failed", WebhookLog.next_try_at.is_(None),
+               WebhookLog.attempts == entry.attempts)
+        .values(attempts=entry.attempts + 1)
+    ).rowcount
+    audit.record("webhook.try_again", actor=actor, owner_id=_owner_of(entry.paybill_id), object_type="webhook",
+                 object_id=entry_id, detail=f"{entry.kind}, after {entry.attempts} attempts")
+    db.session.commit()
+    if claimed != 1:
+        return "someone else is trying it right now"
+    outcome = _reprocess_one(_as_stored(entry))
+    db.session.expire_all()
+    after = db.session.get(WebhookLog, entry_id)
+    log.info("webhook %s tried again by %s: %s", entry_id, getattr(actor, "email", actor), outcome.action)
+    return f"{after.status}: {after.error or outcome.action}"
+
+
+def _owner_of(paybill_id: int | None) -> int | None:
+    return db.session.scalar(sa.select(Paybill.owner_id).where(Paybill.id == paybill_id)) if paybill_id else None
+
+
 def _reprocess_one(entry: StoredWebhook) -> settlement.RecordOutcome:
     if entry.kind == "stk_callback":
         return process_stk_callback(entry)
