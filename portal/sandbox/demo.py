@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 
 from .. import create_app
 from ..core.extensions import db
-from ..models import Payment, Plan, StkInitiation, User, Voucher, utcnow
+from ..models import Payment, Plan, StkInitiation, User, Voucher, WebhookLog, utcnow
 from .daraja import SandboxDaraja
 from .hotspot import ROUTER_PAGES, SandboxHotspot
 from .mail import ReceivedMail, SandboxMailbox
@@ -238,6 +238,7 @@ def _seed(router_box: SandboxRouter) -> str:
     first_plan = db.session.scalars(sa.select(Plan).where(Plan.owner_id == owner.id).order_by(Plan.sort_order)).first()
     generate_batch(owner, plan_id=first_plan.id, router_id=router.id, count=12, note="for the counter, December")
     _seed_expired_still_asking(owner, first_plan, router, paybill)
+    _seed_given_up_notice(paybill)
     return token
 
 
@@ -324,6 +325,25 @@ def _wait_settled(model: Any, row_id: int, timeout: float = 15.0) -> Any:
     return None
 
 
+def _seed_given_up_notice(paybill: Any) -> None:
+    """A paybill payment whose recording failed every time (say, a bug since fixed): the Problems
+    page lists it under "Payment notices we could not record", and "Try again now" records it."""
+    import json
+
+    from ..money import webhook_log
+
+    body = {"TransactionType": "Pay Bill", "TransID": "DEMOGIVEUP1", "TransTime": "20261203101500",
+            "TransAmount": "50.00", "BusinessShortCode": SANDBOX_SHORTCODE, "BillRefNumber": "NOSUCHCODE",
+            "MSISDN": "2547 ***** 481", "FirstName": "Wanjiru"}
+    stored = webhook_log.store_raw("c2b_confirmation", json.dumps(body).encode(), remote_addr="127.0.0.1",
+                                   paybill_id=paybill.id)
+    db.session.execute(sa.update(WebhookLog).where(WebhookLog.id == stored.id).values(
+        status="failed", attempts=webhook_log.MAX_ATTEMPTS, next_try_at=None, trans_id="DEMOGIVEUP1",
+        bill_ref_number="NOSUCHCODE", received_at=utcnow() - timedelta(hours=3),
+        error=f"gave up after {webhook_log.MAX_ATTEMPTS} attempts; last: RuntimeError: a bug, since fixed"))
+    db.session.commit()
+
+
 def _seed_expired_still_asking(owner: User, plan: Plan, router: Any, paybill: Any) -> None:
     """A purchase whose callback was lost and which expired before anyone asked M-Pesa: the
     Problems page shows it still being asked about (the sandbox does not know its id, so the
@@ -397,6 +417,7 @@ def _announce(
         f"  Sandbox SMS gateway (receipts, alerts): {sms_gateway.base_url}/  (…111 fails, …222 never reported)\n"
         f"  Sandbox router API:            {router_box.host}:{router_box.port} (user {router_box.username})\n"
         f"  Owner sign-in:                 {portal_url}/dashboard  ({DEMO_OWNER[0]} / {DEMO_OWNER[1]})\n"
+        "  (its Problems page has a payment notice that gave up: \"Try again now\" records it)\n"
         f"  Admin (Owners page):           {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
         f"  Owner sign-up:                 {portal_url}/dashboard/sign-up  (codes and reset links print here)\n"
         f"  Request and job logs:          {log_file}\n\n"
