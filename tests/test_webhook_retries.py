@@ -194,6 +194,9 @@ def test_a_given_up_notice_is_recorded_when_tried_again_after_the_fix(app, shop,
     _, owner_browser = signed_in(shop.owner)
     _, stranger = signed_in()
     assert "Try again now" in owner_browser.get(f"/dashboard/logs/webhooks/{entry.id}").text
+    problems = owner_browser.get("/dashboard/problems").text
+    listed = problems[problems.index("Payment notices we could not record"):]
+    assert f'action="/dashboard/logs/webhooks/{entry.id}/try-again"' in listed
     assert stranger.post(f"/dashboard/logs/webhooks/{entry.id}/try-again", {}).status_code == 404
 
     broken[0] = False  # the bug is fixed
