@@ -252,4 +252,4 @@ def test_queries_keep_their_spacing_when_the_token_is_slow_to_come(app, shop, da
     assert counts["settled"] == 4 and daraja.oauth_calls == tokens_before + 1
     arrivals = sorted(t for t, shortcode in daraja.query_arrivals if shortcode == shop.paybill.number)
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert len(arrivals) == 4 and min(gaps) > 0.15, gaps  # 0.2 s apart, less scheduling noise
+    assert len(arrivals) == 4 and min(gaps) > 0.08, gaps  # 0.2 s apart less scheduling noise (a busy CI); 4 ms before the fix
