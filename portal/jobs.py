@@ -64,6 +64,7 @@ JOBS: dict[str, tuple[Callable[[], Any], dict[str, Any]]] = {
     "expire_vouchers": (reconciliation.expire_spent_vouchers, {"seconds": 30}),
     "expire_used_up_vouchers": (reconciliation.expire_used_up_vouchers, {"minutes": 1}),
     "reprocess_webhooks": (webhook_log.reprocess_failed, {"seconds": 30}),
+    "settle_early_callbacks": (webhook_log.settle_early_leftovers, {"minutes": 1}),
     "purge_webhook_logs": (webhook_log.purge_old, {"hours": 6}),
     "prune_rate_limit_hits": (rate_limits.prune_old_hits, {"minutes": 15}),
     # Issue 17: SMS to customers and alerts to owners.

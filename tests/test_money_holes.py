@@ -213,3 +213,66 @@ def test_a_tills_c2b_before_the_callback_is_the_purchases_money_not_a_duplicate(
     assert old.receipt is None and old.resolved_at is not None and paid.public_id in old.note
     assert _count(Payment, Payment.status == "unmatched", Payment.resolved_at.is_(None)) == 0
     assert list(router_box.users) == [paid.voucher.code]
+
+
+def test_a_callback_that_beats_our_commit_of_its_checkout_id_settles_that_purchase_once(
+    app, shop, customer, daraja, router_box, worker
+):
+    """Reproduced in CI (two workers under load): a success callback that arrived between Daraja's
+    answer to the push and our commit of its CheckoutRequestID was recorded as unmatched money, so
+    the same shillings showed twice and the customer waited for reconciliation."""
+    from portal.models import StkInitiation, WebhookLog
+
+    from .test_purchase_flow import _post_callback, _success_body
+
+    purchase = customer.buy(shop.router.slug, shop.plan.id, "0712 345 678").headers["Location"].replace(customer.base, "")
+    initiation = _initiation(purchase)
+    checkout_id = initiation.checkout_request_id
+    # Put the purchase back to the moment before our commit: Daraja has answered, we have not stored it.
+    db.session.execute(sa.update(StkInitiation).where(StkInitiation.id == initiation.id).values(checkout_request_id=None))
+    db.session.commit()
+
+    early = _post_callback(app, shop.paybill.webhook_token, _success_body(checkout_id, receipt="EARLY00001"))
+
+    assert early.status_code == 200 and _by_receipt("EARLY00001") is None  # not recorded as stray money
+    entry = db.session.scalars(sa.select(WebhookLog).where(WebhookLog.checkout_request_id == checkout_id)).one()
+    assert entry.status == "ignored"
+    db.session.execute(sa.update(StkInitiation).where(StkInitiation.id == initiation.id).values(checkout_request_id=checkout_id))
+    db.session.commit()
+    from portal.money import webhook_log
+
+    assert webhook_log.process_early_callbacks(checkout_id) == 1  # what the push does after its commit
+    paid = _by_receipt("EARLY00001")
+    assert paid.status == "paid" and paid.id == _payment(purchase).id
+    assert _count(Payment, Payment.receipt.is_not(None)) == 1
+    wait_until(lambda: paid.voucher.code in router_box.users, timeout=20)
+
+
+def test_an_early_callback_whose_push_never_learned_its_id_is_kept_as_money_by_the_sweep(app, shop, customer, daraja):
+    from datetime import timedelta
+
+    from portal.models import StkInitiation, WebhookLog, utcnow
+    from portal.money import settlement, webhook_log
+
+    from .test_purchase_flow import _post_callback, _success_body
+
+    purchase = customer.buy(shop.router.slug, shop.plan.id, "0700 099 999").headers["Location"].replace(customer.base, "")
+    initiation = _initiation(purchase)
+    db.session.execute(sa.update(StkInitiation).where(StkInitiation.id == initiation.id).values(
+        checkout_request_id=None, phone_number="254712345678"))
+    db.session.commit()
+    _post_callback(app, shop.paybill.webhook_token, _success_body("ws_CO_NEVERSTORED1", receipt="EARLY00002"))
+    assert _by_receipt("EARLY00002") is None
+    assert webhook_log.settle_early_leftovers() == 0  # the push may still be in flight
+
+    later = utcnow() + settlement.PUSH_IN_FLIGHT + timedelta(seconds=1)
+    db.session.execute(sa.update(StkInitiation).where(StkInitiation.id == initiation.id).values(
+        created_at=utcnow() - settlement.PUSH_IN_FLIGHT - timedelta(seconds=5)))
+    db.session.commit()
+    assert webhook_log.settle_early_leftovers(now=later) == 1
+
+    money = _by_receipt("EARLY00002")
+    assert money is not None and money.status == "unmatched" and money.amount == 10
+    entry = db.session.scalars(sa.select(WebhookLog).where(WebhookLog.checkout_request_id == "ws_CO_NEVERSTORED1")).one()
+    assert entry.status == "processed"
+    assert webhook_log.settle_early_leftovers(now=later) == 0

@@ -74,6 +74,10 @@ def record_stk_result(
     initiation = db.session.scalars(_INITIATIONS_BY_CHECKOUT, {"checkout_ids": [checkout_request_id]}).first()
     if initiation is None and str(result_code).strip() == "0" and paybill_id is not None:
         initiation = _adopt_unanswered_push(checkout_request_id, metadata or {}, paybill_id)
+        if initiation is None and _push_in_flight(metadata or {}, paybill_id):
+            # Most likely that push's own callback, ahead of our commit of its CheckoutRequestID:
+            # kept for process_early_callbacks (or, if the push never learns an ID, the sweep).
+            return RecordOutcome("ignored", EARLY_CALLBACK)
         if initiation is None:
             return _record_unknown_success(checkout_request_id, metadata or {}, paybill_id)
     if initiation is None:
@@ -99,6 +103,28 @@ def record_stk_result(
         result_code=code,
     )
     return outcome
+
+
+EARLY_CALLBACK = "early: a push of ours is still waiting for its CheckoutRequestID"
+PUSH_IN_FLIGHT = timedelta(minutes=2)  # longer than any push request waits for Daraja's answer
+
+
+def _push_in_flight(meta: dict[str, Any], paybill_id: int) -> bool:
+    """Is a push of ours on this paybill (same phone and amount, when the callback says) still
+    between Daraja's answer and our commit of its CheckoutRequestID?"""
+    phone, amount = str(meta.get("PhoneNumber") or ""), parse_amount(meta.get("Amount"))
+    where = [
+        StkInitiation.paybill_id == paybill_id,
+        StkInitiation.checkout_request_id.is_(None),
+        StkInitiation.status == "initiated",
+        StkInitiation.outcome_unknown.is_(False),
+        StkInitiation.created_at >= utcnow() - PUSH_IN_FLIGHT,
+    ]
+    if phone:
+        where.append(StkInitiation.phone_number == phone[:12])
+    if amount is not None:
+        where.append(StkInitiation.amount == amount)
+    return bool(db.session.scalar(sa.select(sa.exists().where(*where))))
 
 
 def _record_unknown_success(checkout_request_id: str, meta: dict[str, Any], paybill_id: int) -> RecordOutcome:

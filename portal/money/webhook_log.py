@@ -304,6 +304,26 @@ def process_early_callbacks(checkout_request_id: str) -> int:
     return len(early)
 
 
+def settle_early_leftovers(*, now: Any = None, limit: int = 100) -> int:
+    """Early success callbacks whose push never learned its CheckoutRequestID (it timed out, or
+    failed after Daraja took it): once no push can still be in flight, record them again, so
+    they are adopted by an outcome-unknown push or kept as unmatched money, never left ignored."""
+    now = now or utcnow()
+    rows = db.session.scalars(
+        sa.select(WebhookLog).where(
+            WebhookLog.kind == "stk_callback",
+            WebhookLog.status == "ignored",
+            WebhookLog.error == f"ignored: {settlement.EARLY_CALLBACK}",
+            WebhookLog.received_at < now - settlement.PUSH_IN_FLIGHT,
+            WebhookLog.received_at > now - RETENTION,
+        ).order_by(WebhookLog.id).limit(limit)
+    ).all()
+    db.session.commit()
+    for entry in rows:
+        process_stk_callback(_as_stored(entry))
+    return len(rows)
+
+
 def _as_stored(entry: WebhookLog) -> StoredWebhook:
     return StoredWebhook(entry.id, entry.kind, entry.paybill_id, entry.payload)
 
