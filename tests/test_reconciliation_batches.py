@@ -247,9 +247,10 @@ def test_queries_keep_their_spacing_when_the_token_is_slow_to_come(app, shop, da
                                  phone=initiation.phone_number, amount=10, result_code=0, receipt=f"SLOW{n:06d}")
     tokens_before = daraja.oauth_calls
 
-    counts = reconciliation.reconcile_stuck_initiations(rate=reconciliation.PerPaybillRate(5.0))
+    counts = reconciliation.reconcile_stuck_initiations(rate=reconciliation.PerPaybillRate(2.0))
 
     assert counts["settled"] == 4 and daraja.oauth_calls == tokens_before + 1
     arrivals = sorted(t for t, shortcode in daraja.query_arrivals if shortcode == shop.paybill.number)
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert len(arrivals) == 4 and min(gaps) > 0.08, gaps  # 0.2 s apart less scheduling noise (a busy CI); 4 ms before the fix
+    # 0.5 s apart, less a busy CI's scheduling noise (up to ~0.2 s seen); 4 ms apart before the fix.
+    assert len(arrivals) == 4 and min(gaps) > 0.2, gaps
