@@ -26,14 +26,20 @@ def app_overrides() -> dict[str, Any]:
     return dict(MONEY_OVERRIDES)
 
 
-def _lost_payout(shop) -> Payout:  # type: ignore[no-untyped-def]
-    """A payout whose request M-Pesa acknowledged and then lost, asked about once: "no record"."""
+def _sent_payout(shop, amount: int, phone: str) -> Payout:  # type: ignore[no-untyped-def]
+    """The owner's balance of ``amount`` paid out to ``phone`` (a sandbox outcome number)."""
     _confirmed_phone(shop)
-    _credit(shop, 700)
-    ledger.money_settings(shop.owner.id).payout_phone = daraja_b2c.LOST_ONCE
+    _credit(shop, amount)
+    ledger.money_settings(shop.owner.id).payout_phone = phone
     db.session.commit()
     payout = payouts.request_payout(shop.owner, actor="test")
     assert b2c_transfers.send_transfer(Payout, payout.id) == "sent"
+    return payout
+
+
+def _lost_payout(shop) -> Payout:  # type: ignore[no-untyped-def]
+    """A payout whose request M-Pesa acknowledged and then lost, asked about once: "no record"."""
+    payout = _sent_payout(shop, 700, daraja_b2c.LOST_ONCE)
     _ask_now(payout.id)
     return _fresh(Payout, payout.id)
 
@@ -79,13 +85,8 @@ def test_declaring_not_sent_waits_a_day_of_no_record_then_a_retry_pays_once(plat
 
 
 def test_declaring_is_refused_unless_m_pesas_latest_word_is_no_record(platform_shop, daraja, make_owner):
-    _confirmed_phone(platform_shop)
-    _credit(platform_shop, 650)
     daraja.b2c.late_result_delay_s = None
-    ledger.money_settings(platform_shop.owner.id).payout_phone = daraja_b2c.TIMEOUT_THEN_SUCCESS
-    db.session.commit()
-    payout = payouts.request_payout(platform_shop.owner, actor="test")
-    b2c_transfers.send_transfer(Payout, payout.id)
+    payout = _sent_payout(platform_shop, 650, daraja_b2c.TIMEOUT_THEN_SUCCESS)
     assert wait_until(lambda: _fresh(Payout, payout.id).outcome_unknown)
     _sent_ago(payout.id, 48)
 

@@ -32,10 +32,7 @@ def logs_page():  # type: ignore[no-untyped-def]
 
 @bp.get("/logs/webhooks/<int:log_id>", endpoint="log_detail")
 def log_detail(log_id: int):  # type: ignore[no-untyped-def]
-    try:
-        entry = log_search.webhook_entry(signed_in_user(), log_id)
-    except NotFound:
-        abort(404)
+    entry = _visible_entry_or_404(log_id)
     return render_template("dashboard/logs/webhook_detail.html", entry=entry,
                            payload=log_search.pretty_payload(entry.payload),
                            given_up=webhook_log.is_given_up(entry), action=ActionForm(formdata=None))
@@ -43,10 +40,7 @@ def log_detail(log_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/logs/webhooks/<int:log_id>/try-again", endpoint="log_try_again")
 def log_try_again(log_id: int):  # type: ignore[no-untyped-def]
-    try:
-        entry = log_search.webhook_entry(signed_in_user(), log_id)
-    except NotFound:
-        abort(404)
+    entry = _visible_entry_or_404(log_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     outcome = webhook_log.try_given_up_again(entry.id, actor=signed_in_user())
@@ -54,6 +48,13 @@ def log_try_again(log_id: int):  # type: ignore[no-untyped-def]
     back = url_for("dashboard.problems") if request.form.get("from") == "problems" else url_for(
         "dashboard.log_detail", log_id=log_id)
     return redirect(back, code=303)
+
+
+def _visible_entry_or_404(log_id: int):  # type: ignore[no-untyped-def]
+    try:
+        return log_search.webhook_entry(signed_in_user(), log_id)
+    except NotFound:
+        abort(404)
 
 
 @bp.get("/logs/audit", endpoint="audit_log")

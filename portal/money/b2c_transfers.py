@@ -320,17 +320,16 @@ def _earlier_attempt_paid(originator_id: str | None, receipt: str | None, paybil
 def record_result(result: b2c.B2CResult, paybill_id: int | None) -> str:
     """A B2C Result callback, exactly once. Returns completed, failed, duplicate, ignored or rejected."""
     found = _find(result.originator_conversation_id)
+    receipt = storable(str(result.parameter("TransactionReceipt") or result.transaction_id or ""), 20) or None
     if found is None:
         if not result.is_success:
             return "ignored"
-        receipt = result.parameter("TransactionReceipt") or result.transaction_id
-        return _earlier_attempt_paid(result.originator_conversation_id, storable(str(receipt or ""), 20), paybill_id)
+        return _earlier_attempt_paid(result.originator_conversation_id, receipt, paybill_id)
     model, transfer = found
     if paybill_id is not None and transfer.paybill_id != paybill_id:
         return "rejected"
     if result.is_success:
-        receipt = result.parameter("TransactionReceipt") or result.transaction_id
-        return _complete(model, transfer, str(receipt or "")[:20] or None, from_states=("sent", "failed"))
+        return _complete(model, transfer, receipt, from_states=("sent", "failed"))
     words, retryable = b2c.b2c_failure(result.result_code, result.result_desc)
     return _fail(model, transfer.id, transfer.originator_conversation_id or "", words, retryable=retryable,
                  code=result.result_code)
@@ -406,10 +405,14 @@ def not_sent_declarable(transfer: Transfer, *, now: datetime | None = None) -> s
         return "only a sent transfer can be declared not sent"
     if transfer.result_code != NOT_FOUND_CODE:
         return "M-Pesa's latest answer was not 'no record of it': ask M-Pesa again first"
-    wait = timedelta(seconds=current_app.config["PORTAL_B2C_NOT_FOUND_AFTER_S"])
+    wait = _not_found_wait()
     if transfer.sent_at is None or (now or utcnow()) - transfer.sent_at < wait:
         return f"sent less than {_duration(wait)} ago: M-Pesa may still find it"
     return None
+
+
+def _not_found_wait() -> timedelta:
+    return timedelta(seconds=current_app.config["PORTAL_B2C_NOT_FOUND_AFTER_S"])
 
 
 def _duration(wait: timedelta) -> str:
@@ -427,14 +430,13 @@ def declare_not_sent(model: type, transfer_id: int, *, actor: Any, note: str = "
     if refusal:
         db.session.commit()
         return refusal
-    wait = timedelta(seconds=current_app.config["PORTAL_B2C_NOT_FOUND_AFTER_S"])
     table = model.__table__
     reason = f"Declared not sent by {getattr(actor, 'email', actor)}: M-Pesa had no record of it"
     if note.strip():
         reason += f" ({note.strip()})"
     moved = db.session.execute(
         sa.update(table).where(table.c.id == transfer_id, table.c.state == "sent",
-                               table.c.result_code == NOT_FOUND_CODE, table.c.sent_at <= now - wait,
+                               table.c.result_code == NOT_FOUND_CODE, table.c.sent_at <= now - _not_found_wait(),
                                table.c.originator_conversation_id == transfer.originator_conversation_id)
         .values(state="failed", failure_reason=storable(reason, 300), is_retryable=True, outcome_unknown=False,
                 next_status_query_at=None, completed_at=now)

@@ -27,6 +27,7 @@ from flask import current_app
 from ..core.database import storable
 from ..core.extensions import db
 from ..models import Paybill, WebhookLog, utcnow
+from ..owners import audit
 from ..owners.paybills import WebhookPaybill
 from . import settlement, webhook_log_b2c
 
@@ -401,8 +402,6 @@ def try_given_up_again(entry_id: int, *, actor: Any) -> str:
     """Someone fixed what made a row fail every time (a bug, a missing paybill): one more attempt,
     now, counted like the job's. Recording is idempotent, so a row whose money was recorded some
     other way meanwhile changes nothing. Returns the row's outcome in words."""
-    from ..owners import audit  # the owners layer records who asked; imported here, used only here
-
     entry = db.session.get(WebhookLog, entry_id)
     if entry is None or not is_given_up(entry):
         db.session.commit()
